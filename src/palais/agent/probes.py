@@ -1,0 +1,131 @@
+"""Service probes (TCP connect, HTTP GET) and peer latency, with timeouts."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+PROBE_TIMEOUT_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class Check:
+    """A service to probe: ``tcp://host:port`` or an http(s) URL."""
+
+    name: str
+    target: str
+
+    @property
+    def scheme(self) -> str:
+        return urlsplit(self.target).scheme
+
+
+def parse_check(text: str) -> Check:
+    name, sep, target = text.partition("=")
+    name, target = name.strip(), target.strip()
+    if not sep or not name or len(name) > 100:
+        raise ValueError(
+            f"invalid check {text!r}; expected NAME=tcp://host:port or NAME=URL"
+        )
+    parts = urlsplit(target)
+    if parts.scheme not in ("tcp", "http", "https") or not parts.hostname:
+        raise ValueError(
+            f"invalid check target {target!r}; accepted: tcp://host:port, "
+            "http://... or https://..."
+        )
+    if parts.scheme == "tcp" and parts.port is None:
+        raise ValueError(f"invalid check target {target!r}: tcp needs a port")
+    return Check(name, target)
+
+
+def parse_peer(text: str) -> tuple[str, str, int]:
+    name, sep, address = text.partition("=")
+    host, _, port = address.strip().rpartition(":")
+    if not sep or not name.strip() or not host or not port.isdigit():
+        raise ValueError(f"invalid peer {text!r}; expected NAME=host:port")
+    return name.strip(), host.strip("[]"), int(port)
+
+
+async def tcp_connect_ms(host: str, port: int, timeout: float) -> float:
+    """Return the time to open a TCP connection, in milliseconds."""
+    started = time.perf_counter()
+    _reader, writer = await asyncio.wait_for(
+        asyncio.open_connection(host, port), timeout=timeout
+    )
+    elapsed = (time.perf_counter() - started) * 1000
+    writer.close()
+    try:
+        await writer.wait_closed()
+    except OSError:
+        pass
+    return round(elapsed, 2)
+
+
+async def probe(
+    check: Check, client: httpx.AsyncClient, timeout: float = PROBE_TIMEOUT_SECONDS
+) -> dict[str, Any]:
+    """Run one check and return it as a service entry of the report."""
+    if check.scheme == "tcp":
+        return await _probe_tcp(check, timeout)
+    return await _probe_http(check, client, timeout)
+
+
+async def _probe_tcp(check: Check, timeout: float) -> dict[str, Any]:
+    parts = urlsplit(check.target)
+    try:
+        elapsed = await tcp_connect_ms(parts.hostname, parts.port, timeout)
+    except TimeoutError:
+        return _failed(check, f"timed out after {timeout:g} s")
+    except OSError as exc:
+        return _failed(check, exc.strerror or str(exc))
+    return {
+        "name": check.name,
+        "status": "healthy",
+        "response_time_ms": elapsed,
+        "details": {"target": check.target},
+    }
+
+
+async def _probe_http(
+    check: Check, client: httpx.AsyncClient, timeout: float
+) -> dict[str, Any]:
+    started = time.perf_counter()
+    try:
+        response = await client.get(check.target, timeout=timeout)
+    except httpx.TimeoutException:
+        return _failed(check, f"timed out after {timeout:g} s")
+    except httpx.HTTPError as exc:
+        return _failed(check, str(exc) or type(exc).__name__)
+    elapsed = round((time.perf_counter() - started) * 1000, 2)
+    healthy = response.status_code < 400
+    return {
+        "name": check.name,
+        "status": "healthy" if healthy else "unhealthy",
+        "response_time_ms": elapsed,
+        "details": {"target": check.target, "status_code": response.status_code},
+    }
+
+
+def _failed(check: Check, error: str) -> dict[str, Any]:
+    return {
+        "name": check.name,
+        "status": "unhealthy",
+        "response_time_ms": None,
+        "details": {"target": check.target, "error": error},
+    }
+
+
+async def peer_latency(
+    name: str, host: str, port: int, timeout: float = PROBE_TIMEOUT_SECONDS
+) -> dict[str, Any]:
+    """Measure the TCP connect time to a peer; None when it cannot be reached."""
+    try:
+        latency = await tcp_connect_ms(host, port, timeout)
+    except (TimeoutError, OSError):
+        latency = None
+    return {"node": name, "latency_ms": latency}

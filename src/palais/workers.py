@@ -1,0 +1,96 @@
+"""Background work, run by one process at a time.
+
+With PostgreSQL several Palais processes may share the database; the one
+that holds a session-level advisory lock runs the loops, the others keep
+trying to take it over. SQLite means one process, which is always the leader.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from palais.db.engine import WORKER_LOCK_ID
+
+log = logging.getLogger(__name__)
+
+Loop = Callable[[], Awaitable[None]]
+LEADER_RETRY_SECONDS = 15.0
+
+
+class Workers:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.loops: dict[str, Loop] = {}
+        self._supervisor: asyncio.Task[None] | None = None
+
+    def add(self, name: str, loop: Loop) -> None:
+        self.loops[name] = loop
+
+    def start(self) -> None:
+        self._supervisor = asyncio.create_task(self._supervise(), name="workers")
+
+    async def stop(self) -> None:
+        if self._supervisor is None:
+            return
+        self._supervisor.cancel()
+        try:
+            await self._supervisor
+        except asyncio.CancelledError:
+            pass
+        log.info("background workers stopped")
+
+    async def _supervise(self) -> None:
+        if self.engine.dialect.name != "postgresql":
+            await self._run_loops()
+            return
+        while True:
+            try:
+                async with self.engine.connect() as connection:
+                    if await self._try_lock(connection):
+                        log.info("took the background lock; starting workers")
+                        await self._run_loops()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("background supervisor failed; retrying")
+            await asyncio.sleep(LEADER_RETRY_SECONDS)
+
+    async def _try_lock(self, connection: AsyncConnection) -> bool:
+        taken = await connection.scalar(
+            text("SELECT pg_try_advisory_lock(:id)"), {"id": WORKER_LOCK_ID}
+        )
+        await connection.commit()
+        return bool(taken)
+
+    async def _run_loops(self) -> None:
+        tasks = [
+            asyncio.create_task(_guarded(name, loop), name=name)
+            for name, loop in self.loops.items()
+        ]
+        log.info("background workers started: %s", ", ".join(self.loops) or "none")
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _guarded(name: str, loop: Loop) -> None:
+    """Restart a loop that crashed, so that one bug does not stop the others."""
+    delay = 1.0
+    while True:
+        try:
+            await loop()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("worker %s crashed; restarting in %.0f s", name, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 300.0)
