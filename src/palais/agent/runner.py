@@ -91,6 +91,17 @@ class Agent:
             "peers": list(peers),
         }
 
+    async def spool_new_report(self) -> None:
+        report = await self.collect_report()
+        self.spool.add(report)
+        unhealthy = [s["name"] for s in report["services"] if s["status"] != "healthy"]
+        log.info(
+            "collected report %s: %d services, unhealthy: %s",
+            report["event_id"],
+            len(report["services"]),
+            ", ".join(unhealthy) or "none",
+        )
+
     async def deliver(self, path: Path) -> Outcome:
         report = self.spool.read(path)
         if report is None:
@@ -145,7 +156,7 @@ class Agent:
 
     async def run_once(self) -> int:
         """Collect one report and try once to deliver everything: exit code."""
-        self.spool.add(await self.collect_report())
+        await self.spool_new_report()
         await self.flush()
         left = len(self.spool.pending())
         if left:
@@ -159,7 +170,7 @@ class Agent:
         retry_in = FIRST_RETRY_SECONDS
         while not self.stopping.is_set():
             if loop.time() >= next_report:
-                self.spool.add(await self.collect_report())
+                await self.spool_new_report()
                 next_report += self.config.interval
                 next_report = max(next_report, loop.time())
 
