@@ -52,9 +52,19 @@ def listening_port() -> Iterator[int]:
 
 def agent_command(server: ServerProcess, token_file: Path, spool: Path, *extra: str):
     return [
-        sys.executable, "-m", "palais.cli", "agent",
-        "--url", server.url, "--node", "rpi5",
-        "--token-file", str(token_file), "--spool", str(spool), *extra,
+        sys.executable,
+        "-m",
+        "palais.cli",
+        "agent",
+        "--url",
+        server.url,
+        "--node",
+        "rpi5",
+        "--token-file",
+        str(token_file),
+        "--spool",
+        str(spool),
+        *extra,
     ]
 
 
@@ -80,12 +90,19 @@ def test_agent_once_delivers_probes(
     closed_port = listening_port + 1 if listening_port < 65535 else 1
 
     result = run_agent_once(
-        server, token_file, tmp_path / "spool",
-        "--check", f"socket=tcp://127.0.0.1:{listening_port}",
-        "--check", f"closed=tcp://127.0.0.1:{closed_port}",
-        "--check", f"palais=http://127.0.0.1:{server.port}/healthz",
-        "--check", f"missing=http://127.0.0.1:{server.port}/nope",
-        "--peer", f"sese-ai=127.0.0.1:{server.port}",
+        server,
+        token_file,
+        tmp_path / "spool",
+        "--check",
+        f"socket=tcp://127.0.0.1:{listening_port}",
+        "--check",
+        f"closed=tcp://127.0.0.1:{closed_port}",
+        "--check",
+        f"palais=http://127.0.0.1:{server.port}/healthz",
+        "--check",
+        f"missing=http://127.0.0.1:{server.port}/nope",
+        "--peer",
+        f"sese-ai=127.0.0.1:{server.port}",
     )
 
     assert result.returncode == 0, result.stderr
@@ -164,7 +181,9 @@ def test_agent_loop_survives_restart(
     agent_log = log_path.read_text()
     made = set(re.findall(r"collected report ([0-9a-f-]{36})", agent_log))
     left = {path.stem.split("-", 1)[1] for path in spool.glob("*.json")}
-    stored = {row[0] for row in query(database_url, "SELECT event_id FROM webhook_events")}
+    stored = {
+        row[0] for row in query(database_url, "SELECT event_id FROM webhook_events")
+    }
     assert agent.returncode == 0
     assert len(made) >= 5
     assert made <= stored | left
@@ -175,9 +194,21 @@ def test_agent_loop_survives_restart(
 
 def test_agent_rejects_bad_arguments(tmp_path: Path, token_file: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "palais.cli", "agent", "--url", "http://127.0.0.1:9",
-         "--node", "rpi5", "--token-file", str(token_file),
-         "--check", "db=ftp://127.0.0.1:21", "--once"],
+        [
+            sys.executable,
+            "-m",
+            "palais.cli",
+            "agent",
+            "--url",
+            "http://127.0.0.1:9",
+            "--node",
+            "rpi5",
+            "--token-file",
+            str(token_file),
+            "--check",
+            "db=ftp://127.0.0.1:21",
+            "--once",
+        ],
         capture_output=True,
         text=True,
         timeout=30,

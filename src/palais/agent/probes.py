@@ -24,6 +24,16 @@ class Check:
     def scheme(self) -> str:
         return urlsplit(self.target).scheme
 
+    @property
+    def public_target(self) -> str:
+        """Return the target without credentials or query, safe to report."""
+        parts = urlsplit(self.target)
+        host = parts.hostname or ""
+        if ":" in host:
+            host = f"[{host}]"
+        netloc = f"{host}:{parts.port}" if parts.port else host
+        return parts._replace(netloc=netloc, query="", fragment="").geturl()
+
 
 def parse_check(text: str) -> Check:
     name, sep, target = text.partition("=")
@@ -87,7 +97,7 @@ async def _probe_tcp(check: Check, timeout: float) -> dict[str, Any]:
         "name": check.name,
         "status": "healthy",
         "response_time_ms": elapsed,
-        "details": {"target": check.target},
+        "details": {"target": check.public_target},
     }
 
 
@@ -107,7 +117,10 @@ async def _probe_http(
         "name": check.name,
         "status": "healthy" if healthy else "unhealthy",
         "response_time_ms": elapsed,
-        "details": {"target": check.target, "status_code": response.status_code},
+        "details": {
+            "target": check.public_target,
+            "status_code": response.status_code,
+        },
     }
 
 
@@ -116,7 +129,7 @@ def _failed(check: Check, error: str) -> dict[str, Any]:
         "name": check.name,
         "status": "unhealthy",
         "response_time_ms": None,
-        "details": {"target": check.target, "error": error},
+        "details": {"target": check.public_target, "error": error},
     }
 
 
