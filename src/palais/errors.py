@@ -66,10 +66,10 @@ def describe(value: Any) -> str:
     if isinstance(value, str):
         text = value if len(value) <= 60 else value[:57] + "..."
         return repr(text)
-    if isinstance(value, (dict, list)):
-        return (
-            f"of type {type(value).__name__ if isinstance(value, list) else 'object'}"
-        )
+    if isinstance(value, dict):
+        return "of type object"
+    if isinstance(value, list):
+        return "of type array"
     if value is None:
         return "null"
     return repr(value)
