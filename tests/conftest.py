@@ -21,7 +21,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from palais.app import create_app
-from palais.config import Settings
+from palais.config import Settings, sqlalchemy_url
+from palais.db.engine import create_engine
 
 POSTGRES_URL = os.environ.get("PALAIS_TEST_POSTGRES_URL", "").strip()
 TOKEN = "test-token-0123456789"
@@ -101,9 +102,7 @@ def make_settings(data_dir: Path, database_url: str, **overrides: Any) -> Settin
 
 
 @pytest.fixture
-def settings_factory(
-    tmp_path: Path, database_url: str
-) -> Callable[..., Settings]:
+def settings_factory(tmp_path: Path, database_url: str) -> Callable[..., Settings]:
     def factory(**overrides: Any) -> Settings:
         return make_settings(tmp_path / "data", database_url, **overrides)
 
@@ -136,6 +135,20 @@ def count_rows(client: TestClient, table: str) -> int:
         return await session.scalar(text(f"SELECT count(*) FROM {table}"))
 
     return run_in_app(client, count)
+
+
+def query(database_url: str, sql: str) -> list[tuple]:
+    """Run one SQL statement against a database that a server process uses."""
+
+    async def run() -> list[tuple]:
+        engine = create_engine(sqlalchemy_url(database_url))
+        try:
+            async with engine.connect() as connection:
+                return [tuple(row) for row in await connection.execute(text(sql))]
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
 
 
 def free_port() -> int:

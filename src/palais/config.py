@@ -138,7 +138,8 @@ class Settings(BaseSettings):
         return self.comfyui_templates_dir or PACKAGE_DIR / "creative" / "templates"
 
     def ensure_data_dir(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        # The folder holds the secrets and the database: keep it private.
+        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
 
     def secret(self, name: str) -> str:
         """Return the secret ``name`` from the environment or its file."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import signal
@@ -15,23 +14,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import text
 
-from palais.config import sqlalchemy_url
-from palais.db.engine import create_engine
-from tests.conftest import AUTH, TOKEN, ServerProcess
-
-
-def query(database_url: str, sql: str) -> list[tuple]:
-    async def run() -> list[tuple]:
-        engine = create_engine(sqlalchemy_url(database_url))
-        try:
-            async with engine.connect() as connection:
-                return [tuple(row) for row in await connection.execute(text(sql))]
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(run())
+from tests.conftest import AUTH, TOKEN, ServerProcess, query
 
 
 @pytest.fixture
