@@ -2,7 +2,7 @@
 
 Secrets that are not set (API token, admin password, session secret) are
 generated once into files of mode 0600 in the data directory. Their values are
-never printed or logged, only the path of the file that holds them.
+never printed or logged, only the path of the file that contains them.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 
 
 class ConfigError(ValueError):
-    """A setting has a value Palais cannot use; the message names it."""
+    """Raised when a setting has a value Palais cannot use. The message names it."""
 
 
 @dataclass(frozen=True)
@@ -138,7 +138,7 @@ class Settings(BaseSettings):
         return self.comfyui_templates_dir or PACKAGE_DIR / "creative" / "templates"
 
     def ensure_data_dir(self) -> None:
-        # The folder holds the secrets and the database: keep it private.
+        # The folder contains the secrets and the database: owner access only.
         self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
 
     def secret(self, name: str) -> str:

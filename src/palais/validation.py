@@ -1,7 +1,8 @@
 """Strict parsing of webhook bodies, shared by every JSON route.
 
-Pydantic's lax mode would accept ``true`` as 1 and ``"45.2%"`` nowhere near a
-clear message, so bodies are read by these small functions instead. Each one
+Error bodies must name the field, the value and what is accepted, and numbers
+may be plain decimal strings but never booleans or strings with units, so
+bodies are read by these small functions instead of a Pydantic model. Each one
 raises :class:`~palais.errors.ApiError` naming the field, the value and what
 is accepted.
 """
@@ -18,7 +19,7 @@ from palais.errors import ApiError, invalid
 
 # Plain decimal strings, as n8n sends numbers typed into its "fields" mode.
 DECIMAL_STRING = re.compile(r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)$")
-# RFC 3339 date-time; the offset is optional and means UTC when missing.
+# RFC 3339 date-time. The offset is optional and means UTC when missing.
 RFC3339 = re.compile(
     r"^(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(\.\d+)?"
     r"([Zz]|[+-]\d{2}:\d{2})?$"
@@ -126,12 +127,13 @@ def choice(value: Any, field: str, choices: tuple[str, ...]) -> str:
 def timestamp(
     value: Any, field: str, *, now: datetime, allow_future: bool = False
 ) -> datetime:
-    """Read an RFC 3339 timestamp; without an offset it is UTC."""
+    """Read an RFC 3339 timestamp, taking one without an offset as UTC."""
     match = RFC3339.match(value) if isinstance(value, str) else None
     if match is None:
         raise invalid(field, value, TIMESTAMP_ACCEPTED)
     day, clock, fraction, offset = match.groups()
-    # Go and Headscale send up to 9 fractional digits; Python keeps 6.
+    # Go programs such as Headscale and restic send up to 9 fractional digits,
+    # and Python keeps 6.
     fraction = (fraction or "")[:7]
     offset = "+00:00" if offset in (None, "Z", "z") else offset
     try:

@@ -24,7 +24,9 @@ CORE_TABLES = {
 
 async def table_names(engine) -> set[str]:  # noqa: ANN001
     async with engine.connect() as connection:
-        return set(await connection.run_sync(lambda sync: inspect(sync).get_table_names()))
+        return set(
+            await connection.run_sync(lambda sync: inspect(sync).get_table_names())
+        )
 
 
 def test_upgrade_then_downgrade(database_url: str) -> None:

@@ -18,8 +18,12 @@ def report(**overrides: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
         "node": "rpi5",
         "services": [
-            {"name": "postgresql", "status": "healthy", "response_time_ms": 12,
-             "details": {"port": 5432}},
+            {
+                "name": "postgresql",
+                "status": "healthy",
+                "response_time_ms": 12,
+                "details": {"port": 5432},
+            },
             {"name": "comfyui", "status": "unhealthy", "response_time_ms": None},
         ],
         "cpu_percent": 45.2,
@@ -177,19 +181,42 @@ BAD_INPUT: list[tuple[str, Any, int, str | None]] = [
     ("malformed json", b'{"node": "rpi5",', 400, None),
     ("not an object", b"[1, 2]", 422, "body"),
     ("missing node", {k: v for k, v in report().items() if k != "node"}, 422, "node"),
-    ("missing services", {k: v for k, v in report().items() if k != "services"},
-     422, "services"),
-    ("missing cpu", {k: v for k, v in report().items() if k != "cpu_percent"},
-     422, "cpu_percent"),
+    (
+        "missing services",
+        {k: v for k, v in report().items() if k != "services"},
+        422,
+        "services",
+    ),
+    (
+        "missing cpu",
+        {k: v for k, v in report().items() if k != "cpu_percent"},
+        422,
+        "cpu_percent",
+    ),
     ("number as bool", report(cpu_percent=True), 422, "cpu_percent"),
     ("string with unit", report(cpu_percent="45.2%"), 422, "cpu_percent"),
     ("string nan", report(ram_percent="nan"), 422, "ram_percent"),
-    ("nan literal", b'{"node": "rpi5", "services": [], "cpu_percent": NaN, '
-     b'"ram_percent": 1, "disk_percent": 1}', 422, "cpu_percent"),
-    ("infinity literal", b'{"node": "rpi5", "services": [], "cpu_percent": 1, '
-     b'"ram_percent": Infinity, "disk_percent": 1}', 422, "ram_percent"),
-    ("huge exponent", b'{"node": "rpi5", "services": [], "cpu_percent": 1e999, '
-     b'"ram_percent": 1, "disk_percent": 1}', 422, "cpu_percent"),
+    (
+        "nan literal",
+        b'{"node": "rpi5", "services": [], "cpu_percent": NaN, '
+        b'"ram_percent": 1, "disk_percent": 1}',
+        422,
+        "cpu_percent",
+    ),
+    (
+        "infinity literal",
+        b'{"node": "rpi5", "services": [], "cpu_percent": 1, '
+        b'"ram_percent": Infinity, "disk_percent": 1}',
+        422,
+        "ram_percent",
+    ),
+    (
+        "huge exponent",
+        b'{"node": "rpi5", "services": [], "cpu_percent": 1e999, '
+        b'"ram_percent": 1, "disk_percent": 1}',
+        422,
+        "cpu_percent",
+    ),
     ("cpu over 100", report(cpu_percent=100.5), 422, "cpu_percent"),
     ("negative ram", report(ram_percent=-1), 422, "ram_percent"),
     ("disk over 110", report(disk_percent=111), 422, "disk_percent"),
@@ -197,32 +224,60 @@ BAD_INPUT: list[tuple[str, Any, int, str | None]] = [
     ("temperature too cold", report(temperature=-41), 422, "temperature"),
     ("services not a list", report(services={"a": 1}), 422, "services"),
     ("service not an object", report(services=["pg"]), 422, "services[0]"),
-    ("unknown status", report(services=[{"name": "pg", "status": "up"}]),
-     422, "services[0].status"),
+    (
+        "unknown status",
+        report(services=[{"name": "pg", "status": "up"}]),
+        422,
+        "services[0].status",
+    ),
     ("missing status", report(services=[{"name": "pg"}]), 422, "services[0].status"),
-    ("empty service name", report(services=[{"name": " ", "status": "healthy"}]),
-     422, "services[0].name"),
-    ("long service name",
-     report(services=[{"name": "x" * 101, "status": "healthy"}]),
-     422, "services[0].name"),
-    ("duplicate service",
-     report(services=[{"name": "pg", "status": "healthy"},
-                      {"name": "pg", "status": "unhealthy"}]),
-     422, "services[1].name"),
+    (
+        "empty service name",
+        report(services=[{"name": " ", "status": "healthy"}]),
+        422,
+        "services[0].name",
+    ),
+    (
+        "long service name",
+        report(services=[{"name": "x" * 101, "status": "healthy"}]),
+        422,
+        "services[0].name",
+    ),
+    (
+        "duplicate service",
+        report(
+            services=[
+                {"name": "pg", "status": "healthy"},
+                {"name": "pg", "status": "unhealthy"},
+            ]
+        ),
+        422,
+        "services[1].name",
+    ),
     ("too many services", report(services=MANY_SERVICES), 422, "services"),
-    ("negative response time",
-     report(services=[{"name": "pg", "status": "healthy", "response_time_ms": -3}]),
-     422, "services[0].response_time_ms"),
-    ("details not an object",
-     report(services=[{"name": "pg", "status": "healthy", "details": "ok"}]),
-     422, "services[0].details"),
+    (
+        "negative response time",
+        report(services=[{"name": "pg", "status": "healthy", "response_time_ms": -3}]),
+        422,
+        "services[0].response_time_ms",
+    ),
+    (
+        "details not an object",
+        report(services=[{"name": "pg", "status": "healthy", "details": "ok"}]),
+        422,
+        "services[0].details",
+    ),
     ("future timestamp", report(timestamp=FUTURE), 422, "timestamp"),
     ("timestamp not rfc3339", report(timestamp="yesterday"), 422, "timestamp"),
     ("empty event id", report(event_id=""), 422, "event_id"),
     ("invalid node name", report(node="rpi5; drop"), 422, "node"),
     ("unknown node", report(node="ghost"), 404, "node"),
-    ("bad peer latency", report(peers=[{"node": "sese-ai", "latency_ms": "fast"}]),
-     422, "peers[0].latency_ms"),
+    (
+        "bad peer latency",
+        report(peers=[{"node": "sese-ai", "latency_ms": "fast"}]),
+        422,
+        "peers[0].latency_ms",
+    ),
 ]
 
 
@@ -271,8 +326,9 @@ def test_oversized_body_rejected(settings_factory) -> None:  # noqa: ANN001
     from palais.app import create_app
 
     settings = settings_factory(max_body_bytes=2048)
-    body = report(services=[{"name": "pg", "status": "healthy",
-                             "details": {"blob": "x" * 4096}}])
+    body = report(
+        services=[{"name": "pg", "status": "healthy", "details": {"blob": "x" * 4096}}]
+    )
     with TestClient(create_app(settings, run_workers=False)) as client:
         declared = client.post(WEBHOOK, json=body, headers=AUTH)
 
@@ -294,14 +350,17 @@ def test_peers_stored_forward_only(client: TestClient) -> None:
     now = datetime.now(UTC)
     client.post(
         WEBHOOK,
-        json=report(timestamp=now.isoformat(),
-                    peers=[{"node": "sese-ai", "latency_ms": 12.5}]),
+        json=report(
+            timestamp=now.isoformat(), peers=[{"node": "sese-ai", "latency_ms": 12.5}]
+        ),
         headers=AUTH,
     )
     client.post(
         WEBHOOK,
-        json=report(timestamp=(now - timedelta(minutes=1)).isoformat(),
-                    peers=[{"node": "sese-ai", "latency_ms": 99}]),
+        json=report(
+            timestamp=(now - timedelta(minutes=1)).isoformat(),
+            peers=[{"node": "sese-ai", "latency_ms": 99}],
+        ),
         headers=AUTH,
     )
 

@@ -27,8 +27,8 @@ log = logging.getLogger("palais.agent")
 
 DELIVERY_TIMEOUT_SECONDS = 10.0
 FIRST_RETRY_SECONDS = 2.0
-# Answers that mean "fix the configuration", not "this report is bad": keep
-# the report so it is delivered once the token or node list is right.
+# Statuses that mean "fix the configuration", not "this report is invalid".
+# The report stays in the spool and goes out once the token or node list is fixed.
 CONFIG_STATUSES = {401, 403, 404}
 TRANSIENT_STATUSES = {408, 425, 429}
 
@@ -129,7 +129,10 @@ class Agent:
         message = _error_sentence(response)
         if status in CONFIG_STATUSES:
             log.error(
-                "delivery of report %s refused: HTTP %d %s", event_id, status, message
+                "delivery of report %s rejected: HTTP %d %s; check --token and --node",
+                event_id,
+                status,
+                message,
             )
             return Outcome.FAILED
         if status < 500 and status not in TRANSIENT_STATUSES:

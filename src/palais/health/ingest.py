@@ -73,7 +73,7 @@ async def _node_id(session: AsyncSession, name: str, auto_register: bool) -> int
 
 
 async def _claim_event(session: AsyncSession, event_id: str, node_id: int) -> bool:
-    """Record the event id; False when a previous delivery already stored it."""
+    """Record the event id. Return False when a delivery already stored it."""
     statement = (
         insert_for(session, WebhookEvent.__table__)
         .values(event_id=event_id, node_id=node_id, received_at=utcnow())

@@ -15,7 +15,7 @@ MAX_SERVICES = 500
 MAX_PEERS = 500
 MAX_SERVICE_NAME = 100
 MAX_EVENT_ID = 200
-# An hour: a probe that takes longer than this is reported as a failure anyway.
+# An hour, far above any probe timeout: a larger value is in the wrong unit.
 MAX_RESPONSE_TIME_MS = 3_600_000
 
 
@@ -57,7 +57,7 @@ def node_name(value: Any, field_name: str) -> str:
 
 
 def parse_report(body: dict[str, Any], now: datetime) -> HealthReport:
-    """Check every field of a report; raise on the first invalid one."""
+    """Check every field of a report and raise on the first invalid one."""
     node = node_name(v.required(body, "node"), "node")
     percents = {
         key: v.number(

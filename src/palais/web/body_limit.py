@@ -1,4 +1,4 @@
-"""ASGI middleware that answers 413 to request bodies over a size limit."""
+"""ASGI middleware that returns 413 for request bodies over a size limit."""
 
 from __future__ import annotations
 
