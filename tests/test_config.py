@@ -79,3 +79,25 @@ def test_secret_from_environment_wins(
 
     assert Settings(data_dir=tmp_path).secret("api_token") == "from-env"
     assert not (tmp_path / "api_token").exists()
+
+
+def test_blank_secret_generates_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PALAIS_API_TOKEN", "  ")
+
+    token = Settings(data_dir=tmp_path).secret("api_token")
+
+    assert token.strip() == token
+    assert len(token) >= 32
+    assert (tmp_path / "api_token").read_text().strip() == token
+
+
+def test_short_secret_warns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("PALAIS_API_TOKEN", "short")
+
+    assert Settings(data_dir=tmp_path).secret("api_token") == "short"
+    assert "PALAIS_API_TOKEN is shorter than 16 characters" in caplog.text
+    assert "short" not in caplog.text.replace("shorter", "")

@@ -28,6 +28,8 @@ NODE_NAME_ACCEPTED = (
 )
 
 PACKAGE_DIR = Path(__file__).resolve().parent
+# Below this a secret set by hand is guessable; generated ones have 43.
+MIN_SECRET_LENGTH = 16
 
 
 class ConfigError(ValueError):
@@ -144,9 +146,18 @@ class Settings(BaseSettings):
     def secret(self, name: str) -> str:
         """Return the secret ``name`` from the environment or its file."""
         configured: SecretStr | None = getattr(self, name)
-        if configured is not None and configured.get_secret_value():
-            return configured.get_secret_value()
-        return read_or_create_secret(self.data_dir / name, f"PALAIS_{name.upper()}")
+        env_name = f"PALAIS_{name.upper()}"
+        # A blank value is a mistake in an env file, not a secret.
+        value = configured.get_secret_value().strip() if configured else ""
+        if not value:
+            return read_or_create_secret(self.data_dir / name, env_name)
+        if len(value) < MIN_SECRET_LENGTH:
+            log.warning(
+                "%s is shorter than %d characters; use a longer random value",
+                env_name,
+                MIN_SECRET_LENGTH,
+            )
+        return value
 
 
 def read_or_create_secret(path: Path, env_name: str) -> str:

@@ -10,9 +10,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
@@ -77,8 +79,12 @@ def describe(value: Any) -> str:
 
 def echo(value: Any) -> Any:
     """Return a JSON-safe, bounded copy of a received value."""
-    if isinstance(value, str) and len(value) > MAX_ECHOED_CHARS:
-        return value[:MAX_ECHOED_CHARS] + "..."
+    if isinstance(value, str):
+        # Lone surrogates cannot be encoded as UTF-8 in the response.
+        value = value.encode("utf-8", "backslashreplace").decode("utf-8")
+        if len(value) > MAX_ECHOED_CHARS:
+            return value[:MAX_ECHOED_CHARS] + "..."
+        return value
     if isinstance(value, float) and value != value:
         return "NaN"
     if isinstance(value, float) and value in (float("inf"), float("-inf")):
@@ -91,6 +97,20 @@ def echo(value: Any) -> Any:
 def error_response(exc: ApiError) -> JSONResponse:
     return JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers)
 
+
+RETRY_AFTER = {"Retry-After": "5"}
+# Errors that mean the database cannot be reached or opened right now. asyncpg
+# raises some of them unwrapped while the pool opens a connection.
+DATABASE_DOWN_ERRORS: tuple[type[Exception], ...] = (
+    OperationalError,
+    InterfaceError,
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InvalidCatalogNameError,
+    asyncpg.InvalidAuthorizationSpecificationError,
+    asyncpg.CannotConnectNowError,
+)
 
 STATUS_SENTENCES = {
     404: "not found",
@@ -113,6 +133,27 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.status_code == 404 and sentence == "Not Found":
             sentence = f"not found: {request.url.path}"
         return error_response(ApiError(exc.status_code, sentence, headers=exc.headers))
+
+    async def _database_down(request: Request, exc: Exception) -> JSONResponse:
+        log.error(
+            "%s %s failed: database unavailable (%s)",
+            request.method,
+            request.url.path,
+            type(exc).__name__,
+        )
+        return error_response(
+            ApiError(503, "database unavailable; retry later", headers=RETRY_AFTER)
+        )
+
+    for error_class in DATABASE_DOWN_ERRORS:
+        app.add_exception_handler(error_class, _database_down)
+
+    @app.exception_handler(DBAPIError)
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # A bug, not bad input: log it whole, but show no internals.
+        log.exception("%s %s failed", request.method, request.url.path)
+        return error_response(ApiError(500, "internal error; see the server log"))
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(

@@ -18,17 +18,25 @@ from typing import Any
 from palais.errors import ApiError, invalid
 
 # Plain decimal strings, as n8n sends numbers typed into its "fields" mode.
-DECIMAL_STRING = re.compile(r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)$")
+DECIMAL_STRING = re.compile(r"^[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)$")
 # RFC 3339 date-time. The offset is optional and means UTC when missing.
 RFC3339 = re.compile(
     r"^(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(\.\d+)?"
-    r"([Zz]|[+-]\d{2}:\d{2})?$"
+    r"([Zz]|[+-]\d{2}:\d{2})?$",
+    re.ASCII,
 )
 MAX_FUTURE = timedelta(minutes=5)
 TIMESTAMP_ACCEPTED = (
     "an RFC 3339 timestamp such as 2026-01-31T12:00:00Z (UTC when the offset is "
     "missing), at most 5 minutes in the future"
 )
+
+
+# Nesting deeper than this is refused before it can exhaust the stack.
+MAX_DEPTH = 32
+# Integers longer than this are read as floats (and so rejected as infinite
+# where a number is expected) instead of hitting Python's digit limit.
+MAX_INTEGER_DIGITS = 300
 
 
 class NonFinite(float):
@@ -39,19 +47,74 @@ def _non_finite(literal: str) -> NonFinite:
     return NonFinite(literal.replace("-Infinity", "-inf").replace("Infinity", "inf"))
 
 
+def _parse_int(digits: str) -> int | float:
+    return int(digits) if len(digits) <= MAX_INTEGER_DIGITS else float(digits)
+
+
 def load_json_object(raw: bytes) -> dict[str, Any]:
-    """Parse a request body that must be a JSON object (400 or 422 otherwise)."""
+    """Parse a request body that must be a JSON object (400 or 422 otherwise).
+
+    Besides the syntax, every value must be storable as JSON in both
+    databases: finite numbers, and strings without NUL characters or lone
+    UTF-16 surrogates, nested at most ``MAX_DEPTH`` levels.
+    """
     try:
-        document = json.loads(raw, parse_constant=_non_finite)
-    except (ValueError, UnicodeDecodeError) as exc:
+        document = json.loads(raw, parse_constant=_non_finite, parse_int=_parse_int)
+    except UnicodeDecodeError:
+        raise ApiError(
+            400, "malformed JSON body: not UTF-8 text", accepted="a JSON object"
+        ) from None
+    except json.JSONDecodeError as exc:
         raise ApiError(
             400,
-            f"malformed JSON body: {exc}",
+            f"malformed JSON body: {exc.msg} at line {exc.lineno} column {exc.colno}",
             accepted="a JSON object",
         ) from None
+    except RecursionError:
+        raise _too_deep("body") from None
     if not isinstance(document, dict):
         raise invalid("body", document, "a JSON object", "invalid")
+    check_storable(document)
     return document
+
+
+def _too_deep(field: str) -> ApiError:
+    accepted = f"JSON nested at most {MAX_DEPTH} levels deep"
+    return ApiError(
+        422,
+        f"{field}: nested too deeply; accepted: {accepted}",
+        field=field,
+        accepted=accepted,
+    )
+
+
+def check_storable(document: Any) -> None:
+    """Raise 422 at the first value that neither database can store."""
+    pending: list[tuple[Any, str, int]] = [(document, "", 0)]
+    while pending:
+        value, path, depth = pending.pop()
+        if depth > MAX_DEPTH:
+            raise _too_deep(path or "body")
+        if isinstance(value, dict):
+            for key, item in value.items():
+                _check_string(key, path or "body", "object keys")
+                pending.append((item, f"{path}.{key}" if path else key, depth + 1))
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                pending.append((item, f"{path}[{index}]", depth + 1))
+        elif isinstance(value, str):
+            _check_string(value, path, "strings")
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise invalid(path, value, "finite numbers", "non-finite")
+
+
+def _check_string(value: str, path: str, what: str) -> None:
+    if "\x00" in value:
+        raise invalid(path, value, f"{what} without NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise invalid(path, value, f"{what} of valid Unicode text") from None
 
 
 def number(
@@ -67,7 +130,7 @@ def number(
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise invalid(field, value, accepted)
     if isinstance(value, str):
-        if not DECIMAL_STRING.match(value.strip()):
+        if not DECIMAL_STRING.match(value):
             raise invalid(field, value, accepted)
         value = float(value)
     result = float(value)
@@ -138,9 +201,9 @@ def timestamp(
     offset = "+00:00" if offset in (None, "Z", "z") else offset
     try:
         parsed = datetime.fromisoformat(f"{day}T{clock}{fraction}{offset}")
-    except ValueError:
+        parsed = parsed.astimezone(UTC)
+    except (ValueError, OverflowError):
         raise invalid(field, value, TIMESTAMP_ACCEPTED) from None
-    parsed = parsed.astimezone(UTC)
     if not allow_future and parsed > now + MAX_FUTURE:
         raise invalid(field, value, TIMESTAMP_ACCEPTED, "future")
     return parsed

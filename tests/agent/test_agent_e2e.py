@@ -201,3 +201,92 @@ def test_agent_rejects_bad_arguments(tmp_path: Path, token_file: Path) -> None:
     assert result.returncode != 0
     assert "ftp://127.0.0.1:21" in result.stderr
     assert "tcp://host:port" in result.stderr
+
+
+def test_agent_once_fails_when_report_rejected(
+    server_factory: Callable[..., ServerProcess], token_file: Path, tmp_path: Path
+) -> None:
+    # A body limit below any report's size makes the server reject it with 413.
+    server = server_factory(PALAIS_MAX_BODY_BYTES="100")
+    server.start()
+    spool = tmp_path / "spool"
+
+    result = run_agent_once(server, token_file, spool)
+
+    assert result.returncode == 1
+    assert "rejected by the server (HTTP 413" in result.stderr
+    assert list(spool.glob("*.json")) == []
+    assert len(list((spool / "rejected").glob("*.json"))) == 1
+
+
+def test_agent_stops_promptly_on_sigterm(
+    server_factory: Callable[..., ServerProcess],
+    token_file: Path,
+    tmp_path: Path,
+    listening_port: int,
+) -> None:
+    server = server_factory()
+    server.start()
+    # The listener accepts but never answers, so the HTTP check waits 5 s.
+    agent = subprocess.Popen(
+        agent_command(
+            server,
+            token_file,
+            tmp_path / "spool",
+            "--check",
+            f"silent=http://127.0.0.1:{listening_port}/",
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    time.sleep(2)
+    agent.send_signal(signal.SIGTERM)
+
+    started = time.monotonic()
+    output, _ = agent.communicate(timeout=20)
+
+    assert time.monotonic() - started < 10
+    assert agent.returncode == 0
+    assert "agent stopped" in output
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--spool-max", "0"], "whole number of 1 or more"),
+        (["--interval", "inf"], "finite number greater than 0"),
+        (["--node", "bad node"], "invalid --node 'bad node'"),
+        (
+            ["--check", "a=tcp://127.0.0.1:1", "--check", "a=tcp://127.0.0.1:2"],
+            "duplicate --check name 'a'",
+        ),
+    ],
+    ids=["spool max", "interval", "node name", "duplicate check"],
+)
+def test_agent_flag_errors(
+    token_file: Path, tmp_path: Path, arguments: list[str], message: str
+) -> None:
+    base = ["--url", "http://127.0.0.1:9", "--node", "rpi5"]
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "palais.cli",
+            "agent",
+            *base,
+            "--token-file",
+            str(token_file),
+            "--spool",
+            str(tmp_path / "s"),
+            "--once",
+            *arguments,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert not list((tmp_path / "s").glob("*.json"))

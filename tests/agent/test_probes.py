@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
 import httpx
 import pytest
 
@@ -51,3 +56,57 @@ async def test_http_probe_reports_status_without_credentials() -> None:
         "status_code": 503,
     }
     assert "secret" not in str(result)
+
+
+@pytest.fixture
+def dripping_server() -> Iterator[int]:
+    """A server that sends its response one byte every 0.2 s, forever."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    stop = threading.Event()
+
+    def serve() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                connection, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with connection:
+                for byte in b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n" * 100:
+                    if stop.wait(0.2):
+                        break
+                    try:
+                        connection.sendall(bytes([byte]))
+                    except OSError:
+                        break
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield listener.getsockname()[1]
+    stop.set()
+    thread.join(timeout=5)
+    listener.close()
+
+
+async def test_http_probe_deadline_covers_slow_server(dripping_server: int) -> None:
+    check = Check("drip", f"http://127.0.0.1:{dripping_server}/")
+    started = time.monotonic()
+
+    async with httpx.AsyncClient() as client:
+        result = await probe(check, client, timeout=1.0)
+
+    assert time.monotonic() - started < 3
+    assert result["status"] == "unhealthy"
+    assert result["details"]["error"] == "timed out after 1 s"
+
+
+def test_parse_check_port_out_of_range() -> None:
+    with pytest.raises(ValueError, match="port must be 1 to 65535"):
+        parse_check("db=tcp://127.0.0.1:99999")
+
+
+def test_parse_peer_rejects_bad_name() -> None:
+    with pytest.raises(ValueError, match="invalid peer name 'bad name!'"):
+        parse_peer("bad name!=127.0.0.1:1")

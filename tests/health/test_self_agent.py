@@ -66,3 +66,18 @@ def test_api_needs_token_but_healthz_does_not(client: TestClient) -> None:
     assert client.get("/api/v1/health/nodes").status_code == 401
     assert client.get("/healthz").status_code == 200
     assert client.get("/api/v1/health/nodes", headers=AUTH).status_code == 200
+
+
+def test_api_returns_503_when_database_down(client: TestClient, tmp_path) -> None:  # noqa: ANN001
+    (tmp_path / "blocker").write_text("")
+    broken = create_async_engine(f"sqlite+aiosqlite:///{tmp_path}/blocker/x.db")
+    working = client.app.state.sessions
+    client.app.state.sessions = session_factory(broken)
+    try:
+        response = client.get("/api/v1/health/nodes", headers=AUTH)
+    finally:
+        client.app.state.sessions = working
+
+    assert response.status_code == 503
+    assert response.json()["error"] == "database unavailable; retry later"
+    assert response.headers["retry-after"] == "5"

@@ -60,7 +60,7 @@ def test_report_stored(client: TestClient) -> None:
 
 
 def test_n8n_string_numbers_accepted(client: TestClient) -> None:
-    body = report(cpu_percent="45.2", ram_percent="72", disk_percent=" 58.0 ")
+    body = report(cpu_percent="45.2", ram_percent="72", disk_percent="58.0")
     body["services"][0]["response_time_ms"] = "12.5"
 
     response = client.post(WEBHOOK, json=body, headers=AUTH)
@@ -176,6 +176,9 @@ def test_token_from_header_alternative(client: TestClient) -> None:
 # Each case: a description, the body (a dict, or raw bytes), the expected status,
 # and the field that the error must name (None for body-level errors).
 FUTURE = (datetime.now(UTC) + timedelta(minutes=10)).isoformat()
+NESTED: dict[str, Any] = {}
+for _level in range(40):
+    NESTED = {"a": NESTED}
 MANY_SERVICES = [{"name": f"s{index}", "status": "healthy"} for index in range(501)]
 BAD_INPUT: list[tuple[str, Any, int, str | None]] = [
     ("malformed json", b'{"node": "rpi5",', 400, None),
@@ -272,6 +275,64 @@ BAD_INPUT: list[tuple[str, Any, int, str | None]] = [
     ("empty event id", report(event_id=""), 422, "event_id"),
     ("invalid node name", report(node="rpi5; drop"), 422, "node"),
     ("unknown node", report(node="ghost"), 404, "node"),
+    ("string with spaces", report(disk_percent=" 58"), 422, "disk_percent"),
+    ("non-ascii digits", report(cpu_percent="\u0664\u0665"), 422, "cpu_percent"),
+    (
+        "huge integer",
+        b'{"node": "rpi5", "services": [], "cpu_percent": '
+        + b"9" * 5000
+        + b', "ram_percent": 1, "disk_percent": 1}',
+        422,
+        "cpu_percent",
+    ),
+    (
+        "year out of range",
+        report(timestamp="0001-01-01T00:30:00+01:00"),
+        422,
+        "timestamp",
+    ),
+    (
+        "nan inside details",
+        b'{"node": "rpi5", "cpu_percent": 1, "ram_percent": 1, "disk_percent": 1,'
+        b' "services": [{"name": "pg", "status": "healthy", "details": {"x": NaN}}]}',
+        422,
+        "services[0].details.x",
+    ),
+    (
+        "nul inside details",
+        report(
+            services=[{"name": "pg", "status": "healthy", "details": {"x": "a\0b"}}]
+        ),
+        422,
+        "services[0].details.x",
+    ),
+    (
+        "lone surrogate",
+        b'{"node": "rpi5", "cpu_percent": 1, "ram_percent": 1, "disk_percent": 1,'
+        b' "services": [{"name": "pg", "status": "healthy",'
+        b' "details": {"s": "\\ud800"}}]}',
+        422,
+        "services[0].details.s",
+    ),
+    (
+        "surrogate in status",
+        b'{"node": "rpi5", "cpu_percent": 1, "ram_percent": 1, "disk_percent": 1,'
+        b' "services": [{"name": "pg", "status": "\\ud800"}]}',
+        422,
+        "services[0].status",
+    ),
+    (
+        "deep nesting",
+        b'{"node": "rpi5", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+        422,
+        "body",
+    ),
+    (
+        "nested details",
+        report(services=[{"name": "pg", "status": "healthy", "details": NESTED}]),
+        422,
+        "services[0].details" + ".a" * 30,
+    ),
     (
         "bad peer latency",
         report(peers=[{"node": "sese-ai", "latency_ms": "fast"}]),

@@ -10,6 +10,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from palais.config import NODE_NAME_ACCEPTED, NODE_NAME_PATTERN
+
 PROBE_TIMEOUT_SECONDS = 5.0
 
 
@@ -48,7 +50,13 @@ def parse_check(text: str) -> Check:
             f"invalid check target {target!r}; accepted: tcp://host:port, "
             "http://... or https://..."
         )
-    if parts.scheme == "tcp" and parts.port is None:
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(
+            f"invalid check target {target!r}: the port must be 1 to 65535"
+        ) from None
+    if parts.scheme == "tcp" and port is None:
         raise ValueError(f"invalid check target {target!r}: tcp needs a port")
     return Check(name, target)
 
@@ -56,9 +64,12 @@ def parse_check(text: str) -> Check:
 def parse_peer(text: str) -> tuple[str, str, int]:
     name, sep, address = text.partition("=")
     host, _, port = address.strip().rpartition(":")
-    if not sep or not name.strip() or not host or not port.isdigit():
+    name = name.strip()
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(f"invalid peer {text!r}; expected NAME=host:port")
-    return name.strip(), host.strip("[]"), int(port)
+    if not NODE_NAME_PATTERN.match(name):
+        raise ValueError(f"invalid peer name {name!r}; accepted: {NODE_NAME_ACCEPTED}")
+    return name, host.strip("[]"), int(port)
 
 
 async def tcp_connect_ms(host: str, port: int, timeout: float) -> float:
@@ -106,21 +117,23 @@ async def _probe_http(
 ) -> dict[str, Any]:
     started = time.perf_counter()
     try:
-        response = await client.get(check.target, timeout=timeout)
+        # One deadline for the whole request: httpx's timeout bounds each read,
+        # so a server that sends a byte now and then would hold it forever.
+        async with asyncio.timeout(timeout):
+            async with client.stream("GET", check.target, timeout=timeout) as response:
+                status_code = response.status_code
+    except TimeoutError:
+        return _failed(check, f"timed out after {timeout:g} s")
     except httpx.TimeoutException:
         return _failed(check, f"timed out after {timeout:g} s")
     except httpx.HTTPError as exc:
         return _failed(check, str(exc) or type(exc).__name__)
     elapsed = round((time.perf_counter() - started) * 1000, 2)
-    healthy = response.status_code < 400
     return {
         "name": check.name,
-        "status": "healthy" if healthy else "unhealthy",
+        "status": "healthy" if status_code < 400 else "unhealthy",
         "response_time_ms": elapsed,
-        "details": {
-            "target": check.public_target,
-            "status_code": response.status_code,
-        },
+        "details": {"target": check.public_target, "status_code": status_code},
     }
 
 

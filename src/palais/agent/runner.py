@@ -70,6 +70,7 @@ class Agent:
             headers={"User-Agent": f"palais-agent/{__version__}"},
         )
         self.stopping = asyncio.Event()
+        self.rejected = 0
 
     async def close(self) -> None:
         await self.client.aclose()
@@ -108,11 +109,20 @@ class Agent:
             return Outcome.REJECTED
         event_id = report.get("event_id")
         try:
-            response = await self.client.post(
-                self.config.webhook_url,
-                json=report,
-                headers={"Authorization": f"Bearer {self.config.token}"},
+            # httpx bounds each read; this bounds the whole delivery.
+            async with asyncio.timeout(DELIVERY_TIMEOUT_SECONDS):
+                response = await self.client.post(
+                    self.config.webhook_url,
+                    json=report,
+                    headers={"Authorization": f"Bearer {self.config.token}"},
+                )
+        except TimeoutError:
+            log.warning(
+                "delivery of report %s failed: timed out after %g s",
+                event_id,
+                DELIVERY_TIMEOUT_SECONDS,
             )
+            return Outcome.FAILED
         except httpx.HTTPError as exc:
             log.warning(
                 "delivery of report %s failed: %s", event_id, _describe_error(exc)
@@ -153,19 +163,24 @@ class Agent:
     async def flush(self) -> bool:
         """Deliver spooled reports oldest first; True when the spool is empty."""
         for path in self.spool.pending():
-            if await self.deliver(path) is Outcome.FAILED:
+            if self.stopping.is_set():
+                return False
+            outcome = await self.deliver(path)
+            if outcome is Outcome.REJECTED:
+                self.rejected += 1
+            if outcome is Outcome.FAILED:
                 return False
         return True
 
     async def run_once(self) -> int:
-        """Collect one report and try once to deliver everything: exit code."""
+        """Collect a report, try once to deliver the spool, return the exit code."""
         await self.spool_new_report()
         await self.flush()
         left = len(self.spool.pending())
         if left:
             log.error("%d report(s) left in the spool %s", left, self.spool.directory)
-            return 1
-        return 0
+        # A rejected report will never be stored, which a cron job must see.
+        return 1 if left or self.rejected else 0
 
     async def run_forever(self) -> None:
         loop = asyncio.get_running_loop()

@@ -9,6 +9,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from palais.config import SeedNode
 from palais.db.models import Node
+from palais.db.types import utcnow
+from palais.db.upsert import insert_for
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +25,17 @@ async def seed_nodes(session: AsyncSession, nodes: list[SeedNode]) -> None:
     for seed in nodes:
         node = existing.get(seed.name)
         if node is None:
-            session.add(Node(name=seed.name, tailscale_ip=seed.tailscale_ip))
+            # Two processes starting on one database can seed at the same time.
+            await session.execute(
+                insert_for(session, Node.__table__)
+                .values(
+                    name=seed.name,
+                    tailscale_ip=seed.tailscale_ip,
+                    status="unknown",
+                    created_at=utcnow(),
+                )
+                .on_conflict_do_nothing(index_elements=["name"])
+            )
             log.info("seeded node %s", seed.name)
         elif seed.tailscale_ip and node.tailscale_ip != seed.tailscale_ip:
             log.info(

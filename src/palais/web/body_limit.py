@@ -60,7 +60,8 @@ class BodyLimitMiddleware:
                 "field": None,
                 "value": size,
                 "accepted": f"at most {self.max_bytes} bytes (PALAIS_MAX_BODY_BYTES)",
-            }
+            },
+            separators=(",", ":"),
         ).encode()
         await send(
             {
