@@ -1,15 +1,18 @@
 """Background work, run by one process at a time.
 
-With PostgreSQL several Palais processes may share the database; the one
-that holds a session-level advisory lock runs the loops, the others keep
-trying to take it over. SQLite means one process, which is always the leader.
+Several Palais processes may share one database. With PostgreSQL the one
+that holds a session-level advisory lock runs the loops; with SQLite, the one
+that holds an flock on a file in the data directory. The others keep trying
+to take the lock over.
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -23,8 +26,9 @@ LEADER_RETRY_SECONDS = 15.0
 
 
 class Workers:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, lock_path: Path | None = None) -> None:
         self.engine = engine
+        self.lock_path = lock_path
         self.loops: dict[str, Loop] = {}
         self._supervisor: asyncio.Task[None] | None = None
 
@@ -46,7 +50,7 @@ class Workers:
 
     async def _supervise(self) -> None:
         if self.engine.dialect.name != "postgresql":
-            await self._run_loops()
+            await self._supervise_with_file_lock()
             return
         while True:
             try:
@@ -59,6 +63,24 @@ class Workers:
             except Exception:
                 log.exception("background supervisor failed; retrying")
             await asyncio.sleep(LEADER_RETRY_SECONDS)
+
+    async def _supervise_with_file_lock(self) -> None:
+        """Lead through a lock file beside the SQLite database (``--workers``)."""
+        if self.lock_path is None:
+            await self._run_loops()
+            return
+        with self.lock_path.open("a") as lock_file:
+            while True:
+                try:
+                    fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    await asyncio.sleep(LEADER_RETRY_SECONDS)
+                    continue
+                log.info(
+                    "took the background lock %s; starting workers", self.lock_path
+                )
+                await self._run_loops()
+                return
 
     async def _try_lock(self, connection: AsyncConnection) -> bool:
         taken = await connection.scalar(

@@ -1,20 +1,74 @@
-"""Store a health report in one transaction."""
+"""Store a health report in one transaction.
+
+This is the hot path of the webhook, so it runs a fixed set of plain SQL
+statements on the session's connection: SQLAlchemy compiles each ``text()``
+once, while the dialect-specific ``insert().on_conflict_*()`` constructs have
+no cache key and were compiled again for every report. The SQL is valid on
+both SQLite (3.35 and later, for RETURNING) and PostgreSQL.
+"""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import bindparam, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from palais.db.models import HealthCheck, Node, PeerLink, ServiceState, WebhookEvent
-from palais.db.types import utcnow
-from palais.db.upsert import insert_for
+from palais.db.models import HealthCheck, ServiceState
+from palais.db.types import UTCDateTime, utcnow
 from palais.errors import ApiError
 from palais.health.report import HealthReport
 
 log = logging.getLogger(__name__)
+
+TIME = UTCDateTime()
+JSON_DETAILS = HealthCheck.__table__.c.details.type
+
+SELECT_NODE = text("SELECT id FROM nodes WHERE name = :name")
+REGISTER_NODE = text(
+    "INSERT INTO nodes (name, status, created_at) VALUES (:name, 'unknown', :now) "
+    "ON CONFLICT (name) DO NOTHING"
+).bindparams(bindparam("now", type_=TIME))
+CLAIM_EVENT = text(
+    "INSERT INTO webhook_events (event_id, node_id, received_at) "
+    "VALUES (:event_id, :node_id, :now) "
+    "ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
+).bindparams(bindparam("now", type_=TIME))
+INSERT_CHECKS = text(
+    "INSERT INTO health_checks "
+    "(node_id, service_name, status, response_time_ms, checked_at, details) "
+    "VALUES (:node_id, :name, :status, :response_time_ms, :at, :details)"
+).bindparams(bindparam("at", type_=TIME), bindparam("details", type_=JSON_DETAILS))
+# An older report (a spooled one delivered late) must not replace newer state.
+UPSERT_STATES = text(
+    "INSERT INTO service_states "
+    "(node_id, service_name, status, response_time_ms, checked_at, details) "
+    "VALUES (:node_id, :name, :status, :response_time_ms, :at, :details) "
+    "ON CONFLICT (node_id, service_name) DO UPDATE SET "
+    "status = excluded.status, response_time_ms = excluded.response_time_ms, "
+    "checked_at = excluded.checked_at, details = excluded.details "
+    "WHERE service_states.checked_at <= excluded.checked_at"
+).bindparams(
+    bindparam("at", type_=TIME),
+    bindparam("details", type_=ServiceState.__table__.c.details.type),
+)
+UPSERT_PEERS = text(
+    "INSERT INTO peer_links (node_id, peer_name, latency_ms, measured_at) "
+    "VALUES (:node_id, :peer, :latency_ms, :at) "
+    "ON CONFLICT (node_id, peer_name) DO UPDATE SET "
+    "latency_ms = excluded.latency_ms, measured_at = excluded.measured_at "
+    "WHERE peer_links.measured_at <= excluded.measured_at"
+).bindparams(bindparam("at", type_=TIME))
+# Metrics move only forward: a late report keeps its checks in the history
+# but leaves the newer figures in place.
+UPDATE_NODE = text(
+    "UPDATE nodes SET status = 'online', last_seen_at = :at, "
+    "cpu_percent = :cpu, ram_percent = :ram, disk_percent = :disk, "
+    "temperature = :temperature "
+    "WHERE id = :node_id AND (last_seen_at IS NULL OR last_seen_at <= :at)"
+).bindparams(bindparam("at", type_=TIME))
 
 
 @dataclass(frozen=True)
@@ -24,31 +78,63 @@ class IngestResult:
     checks: int
 
 
+class NodeIds:
+    """Node ids by name, cached because nodes are never deleted or renamed.
+
+    An id enters the cache only once the transaction that read or created it
+    has committed, so that no other report refers to an uncommitted node.
+    """
+
+    def __init__(self) -> None:
+        self._ids: dict[str, int] = {}
+
+    async def get(
+        self, connection: AsyncConnection, name: str, auto_register: bool
+    ) -> int:
+        node_id = self._ids.get(name)
+        if node_id is None:
+            node_id = await _find_or_register(connection, name, auto_register)
+        return node_id
+
+    def remember(self, name: str, node_id: int) -> None:
+        self._ids[name] = node_id
+
+
 async def ingest_report(
-    session: AsyncSession, report: HealthReport, *, auto_register: bool
+    session: AsyncSession,
+    report: HealthReport,
+    *,
+    auto_register: bool,
+    node_ids: NodeIds | None = None,
 ) -> IngestResult:
     """Write the report's checks, current state and node metrics, or nothing.
 
     The caller's session must not have an open transaction: everything below
     commits together, so a crash or a duplicate leaves no partial report.
     """
+    node_ids = node_ids or NodeIds()
     async with session.begin():
-        node_id = await _node_id(session, report.node, auto_register)
+        connection = await session.connection()
+        node_id = await node_ids.get(connection, report.node, auto_register)
         if report.event_id is not None:
-            if not await _claim_event(session, report.event_id, node_id):
+            if not await _claim_event(connection, report.event_id, node_id):
                 return IngestResult(duplicate=True, node=report.node, checks=0)
 
         if report.services:
-            await _insert_checks(session, node_id, report)
-            await _upsert_service_states(session, node_id, report)
+            rows = _service_rows(node_id, report)
+            await connection.execute(INSERT_CHECKS, rows)
+            await connection.execute(UPSERT_STATES, rows)
         if report.peers:
-            await _upsert_peer_links(session, node_id, report)
-        await _update_node_metrics(session, node_id, report)
+            await connection.execute(UPSERT_PEERS, _peer_rows(node_id, report))
+        await connection.execute(UPDATE_NODE, _node_values(node_id, report))
+    node_ids.remember(report.node, node_id)
     return IngestResult(duplicate=False, node=report.node, checks=len(report.services))
 
 
-async def _node_id(session: AsyncSession, name: str, auto_register: bool) -> int:
-    node_id = await session.scalar(select(Node.id).where(Node.name == name))
+async def _find_or_register(
+    connection: AsyncConnection, name: str, auto_register: bool
+) -> int:
+    node_id = await connection.scalar(SELECT_NODE, {"name": name})
     if node_id is not None:
         return node_id
     if not auto_register:
@@ -62,116 +148,53 @@ async def _node_id(session: AsyncSession, name: str, auto_register: bool) -> int
         )
 
     # Two first reports of a new node can race: ON CONFLICT keeps one row.
-    statement = (
-        insert_for(session, Node.__table__)
-        .values(name=name, status="unknown", created_at=utcnow())
-        .on_conflict_do_nothing(index_elements=["name"])
-    )
-    await session.execute(statement)
+    await connection.execute(REGISTER_NODE, {"name": name, "now": utcnow()})
     log.info("registered node %s on its first report", name)
-    return await session.scalar(select(Node.id).where(Node.name == name))
+    return await connection.scalar(SELECT_NODE, {"name": name})
 
 
-async def _claim_event(session: AsyncSession, event_id: str, node_id: int) -> bool:
+async def _claim_event(
+    connection: AsyncConnection, event_id: str, node_id: int
+) -> bool:
     """Record the event id. Return False when a delivery already stored it."""
-    statement = (
-        insert_for(session, WebhookEvent.__table__)
-        .values(event_id=event_id, node_id=node_id, received_at=utcnow())
-        .on_conflict_do_nothing(index_elements=["event_id"])
-        .returning(WebhookEvent.event_id)
+    result = await connection.execute(
+        CLAIM_EVENT, {"event_id": event_id, "node_id": node_id, "now": utcnow()}
     )
-    return (await session.execute(statement)).first() is not None
+    return result.first() is not None
 
 
-async def _insert_checks(
-    session: AsyncSession, node_id: int, report: HealthReport
-) -> None:
-    rows = [
+def _service_rows(node_id: int, report: HealthReport) -> list[dict[str, Any]]:
+    return [
         {
             "node_id": node_id,
-            "service_name": check.name,
+            "name": check.name,
             "status": check.status,
             "response_time_ms": check.response_time_ms,
-            "checked_at": report.timestamp,
+            "at": report.timestamp,
             "details": check.details,
         }
         for check in report.services
     ]
-    await session.execute(HealthCheck.__table__.insert(), rows)
 
 
-async def _upsert_service_states(
-    session: AsyncSession, node_id: int, report: HealthReport
-) -> None:
-    table = ServiceState.__table__
-    statement = insert_for(session, table)
-    # An older report (a spooled one delivered late) must not replace newer state.
-    statement = statement.on_conflict_do_update(
-        index_elements=["node_id", "service_name"],
-        set_={
-            "status": statement.excluded.status,
-            "response_time_ms": statement.excluded.response_time_ms,
-            "checked_at": statement.excluded.checked_at,
-            "details": statement.excluded.details,
-        },
-        where=table.c.checked_at <= statement.excluded.checked_at,
-    )
-    rows = [
+def _peer_rows(node_id: int, report: HealthReport) -> list[dict[str, Any]]:
+    return [
         {
             "node_id": node_id,
-            "service_name": check.name,
-            "status": check.status,
-            "response_time_ms": check.response_time_ms,
-            "checked_at": report.timestamp,
-            "details": check.details,
-        }
-        for check in report.services
-    ]
-    await session.execute(statement, rows)
-
-
-async def _upsert_peer_links(
-    session: AsyncSession, node_id: int, report: HealthReport
-) -> None:
-    table = PeerLink.__table__
-    statement = insert_for(session, table)
-    statement = statement.on_conflict_do_update(
-        index_elements=["node_id", "peer_name"],
-        set_={
-            "latency_ms": statement.excluded.latency_ms,
-            "measured_at": statement.excluded.measured_at,
-        },
-        where=table.c.measured_at <= statement.excluded.measured_at,
-    )
-    rows = [
-        {
-            "node_id": node_id,
-            "peer_name": peer.node,
+            "peer": peer.node,
             "latency_ms": peer.latency_ms,
-            "measured_at": report.timestamp,
+            "at": report.timestamp,
         }
         for peer in report.peers
     ]
-    await session.execute(statement, rows)
 
 
-async def _update_node_metrics(
-    session: AsyncSession, node_id: int, report: HealthReport
-) -> None:
-    # Metrics move only forward: a late report keeps its checks in the history
-    # but leaves the newer figures in place.
-    await session.execute(
-        update(Node)
-        .where(
-            Node.id == node_id,
-            or_(Node.last_seen_at.is_(None), Node.last_seen_at <= report.timestamp),
-        )
-        .values(
-            status="online",
-            last_seen_at=report.timestamp,
-            cpu_percent=report.cpu_percent,
-            ram_percent=report.ram_percent,
-            disk_percent=report.disk_percent,
-            temperature=report.temperature,
-        )
-    )
+def _node_values(node_id: int, report: HealthReport) -> dict[str, Any]:
+    return {
+        "node_id": node_id,
+        "at": report.timestamp,
+        "cpu": report.cpu_percent,
+        "ram": report.ram_percent,
+        "disk": report.disk_percent,
+        "temperature": report.temperature,
+    }
