@@ -164,6 +164,7 @@ class ServerProcess:
         self.env = env
         self.port = port
         self.log_path = log_path
+        self.extra_args: list[str] = []
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -173,7 +174,8 @@ class ServerProcess:
     def start(self, timeout: float = 30.0) -> None:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "palais.cli", "serve", "--port", str(self.port)],
+            [sys.executable, "-m", "palais.cli", "serve", "--port", str(self.port)]
+            + self.extra_args,
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -13,13 +13,20 @@ from sqlalchemy import text
 
 from palais import __version__
 from palais.config import Settings
+from palais.creative.setup import add_creative_workers, install_creative
 from palais.db.engine import create_engine, session_factory, upgrade
 from palais.db.seed import seed_nodes
 from palais.errors import install_error_handlers
 from palais.health import api as health_api
+from palais.health.ingest import NodeIds
 from palais.health.retention import retention_loop
 from palais.health.self_agent import self_agent_loop
 from palais.web.body_limit import BodyLimitMiddleware
+from palais.web.dashboard import (
+    add_dashboard_workers,
+    install_dashboard,
+    prepare_dashboard,
+)
 from palais.workers import Workers
 
 log = logging.getLogger(__name__)
@@ -35,13 +42,15 @@ async def prepare_database(settings: Settings, engine) -> None:  # noqa: ANN001
 
 
 def _register_workers(app: FastAPI, settings: Settings) -> Workers:
-    workers = Workers(app.state.engine)
+    workers = Workers(app.state.engine, settings.data_dir / "workers.lock")
     sessions = app.state.sessions
     workers.add(
         "retention", lambda: retention_loop(sessions, settings.history_retention_days)
     )
     if settings.self_agent:
         workers.add("self-agent", lambda: self_agent_loop(settings, sessions))
+    add_dashboard_workers(workers, app, settings)
+    add_creative_workers(workers, app, settings)
     return workers
 
 
@@ -51,7 +60,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     engine = create_engine(settings.sqlalchemy_url)
     app.state.engine = engine
     app.state.sessions = session_factory(engine)
+    app.state.node_ids = NodeIds()
     await prepare_database(settings, engine)
+    await prepare_dashboard(app)
 
     workers = _register_workers(app, settings)
     if app.state.run_workers:
@@ -79,6 +90,8 @@ def create_app(
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.include_router(health_api.router)
+    install_dashboard(app)
+    install_creative(app)
     _add_service_routes(app)
     return app
 
@@ -91,7 +104,7 @@ def _add_service_routes(app: FastAPI) -> None:
             async with asyncio.timeout(HEALTHZ_TIMEOUT_SECONDS):
                 async with request.app.state.sessions() as session:
                     await session.execute(text("SELECT 1"))
-        except Exception as exc:  # any failure of the database is the answer
+        except Exception as exc:  # any driver error means the database is down
             log.warning("healthz: database check failed: %s", type(exc).__name__)
             return JSONResponse(
                 {

@@ -81,3 +81,25 @@ def test_api_returns_503_when_database_down(client: TestClient, tmp_path) -> Non
     assert response.status_code == 503
     assert response.json()["error"] == "database unavailable; retry later"
     assert response.headers["retry-after"] == "5"
+
+
+def test_several_workers_one_leader(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    server = server_factory(PALAIS_SELF_AGENT="true")
+    server.extra_args = ["--workers", "2"]
+    server.start()
+
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if server.log().count("Application startup complete") >= 2:
+            break
+        time.sleep(0.2)
+    time.sleep(1)
+    log = server.log()
+
+    assert log.count("Application startup complete") == 2
+    assert log.count("took the background lock") == 1
+    assert log.count("self-agent started") == 1
+    response = httpx.get(server.url + "/api/v1/health/nodes", headers=AUTH)
+    assert response.status_code == 200

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Float,
     ForeignKey,
     Index,
@@ -178,3 +179,152 @@ class Insight(Base):
     dedupe_key: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+# Creative studio. The ComfyUI server keeps its history only in memory, so
+# Palais stores every job it submits or adopts, and copies each output file.
+
+
+class CreativeJob(Base):
+    __tablename__ = "creative_jobs"
+    __table_args__ = (
+        Index("ix_creative_jobs_status", "status"),
+        Index("ix_creative_jobs_submitted_at", "submitted_at"),
+        Index("ix_creative_jobs_finished_at", "finished_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # ComfyUI accepts any string as a prompt id, so the length is generous.
+    prompt_id: Mapped[str] = mapped_column(String(200), unique=True)
+    client_id: Mapped[str | None] = mapped_column(String(64))
+    # "palais" for jobs submitted here, "external" for adopted ones.
+    origin: Mapped[str] = mapped_column(String(16), default="palais")
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    text: Mapped[str | None] = mapped_column(Text)
+    seed: Mapped[int | None] = mapped_column(BigInteger)
+    template: Mapped[str | None] = mapped_column(String(64))
+    workflow: Mapped[dict[str, Any]] = mapped_column(JSONValue)
+    # No foreign key: an adopted job may name a task that does not exist here.
+    task_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    number: Mapped[float | None] = mapped_column(Float)
+    submitted_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    error: Mapped[str | None] = mapped_column(Text)
+    # Output references as ComfyUI reports them: node_id, filename, subfolder, type.
+    outputs: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONValue)
+    # False until every output has been copied (retried after a failed download).
+    outputs_stored: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class CreativeAsset(Base):
+    """One output image of a job, copied into the data directory."""
+
+    __tablename__ = "creative_assets"
+    __table_args__ = (
+        UniqueConstraint("job_id", "output_key"),
+        Index("ix_creative_assets_created_at", "created_at", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(
+        ForeignKey("creative_jobs.id", ondelete="CASCADE")
+    )
+    # SHA-256 of (node, type, subfolder, filename): names may be too long to index.
+    output_key: Mapped[str] = mapped_column(String(64))
+    node_id: Mapped[str] = mapped_column(String(64))
+    comfy_filename: Mapped[str] = mapped_column(Text)
+    comfy_subfolder: Mapped[str] = mapped_column(Text, default="")
+    comfy_type: Mapped[str] = mapped_column(String(16), default="output")
+    # Path relative to the data directory; never shown to users.
+    file: Mapped[str] = mapped_column(Text)
+    filename: Mapped[str] = mapped_column(String(255))
+    mime: Mapped[str] = mapped_column(String(100))
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    thumbnail: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class CreativeRender(Base):
+    """Latest status of a Remotion render, as the n8n pipeline reports it."""
+
+    __tablename__ = "creative_renders"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    render_id: Mapped[str] = mapped_column(String(200), unique=True)
+    composition: Mapped[str | None] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16))
+    progress: Mapped[float | None] = mapped_column(Float)
+    output: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    task_id: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+# An asset is attached to a task at most once; NULL asset ids (files that do
+# not come from the gallery) are not constrained.
+Index(
+    "uq_deliverables_task_asset",
+    Deliverable.task_id,
+    Deliverable.asset_id,
+    unique=True,
+)
+
+
+class AdminCredential(Base):
+    """The dashboard's one admin password, stored as a salted scrypt hash."""
+
+    __tablename__ = "admin_credentials"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class VpnSnapshot(Base):
+    """The last topology read from Headscale (one row, id 1) and the last error.
+
+    ``nodes`` keeps the last successful response, so that a failed poll marks
+    it stale instead of erasing it.
+    """
+
+    __tablename__ = "vpn_snapshots"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    nodes: Mapped[list[dict[str, Any]]] = mapped_column(JSONValue)
+    api_path: Mapped[str | None] = mapped_column(String(50))
+    fetched_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    attempted_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    error: Mapped[str | None] = mapped_column(Text)
+    error_since: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class HealthMinute(Base):
+    """Worst check status per node and minute, for the last two hours only.
+
+    Rolled up from ``health_checks`` in the background, so that the hour-long
+    timeline of every node reads 60 rows per node instead of every check.
+    """
+
+    __tablename__ = "health_minutes"
+
+    minute: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)
+    node_id: Mapped[int] = mapped_column(
+        ForeignKey("nodes.id", ondelete="CASCADE"), primary_key=True
+    )
+    # 1 healthy, 2 unknown, 3 unhealthy: the worst check of the minute.
+    worst: Mapped[int] = mapped_column(Integer)
+
+
+class HistoryRollupState(Base):
+    """Ids of health_checks already rolled up into health_minutes (one row)."""
+
+    __tablename__ = "history_rollup_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    last_check_id: Mapped[int] = mapped_column(BigInteger)
+    previous_check_id: Mapped[int] = mapped_column(BigInteger)

@@ -1,0 +1,234 @@
+"""View models of the /health page: the VPN map, node cards and backups.
+
+Everything here reads current-state tables only (nodes, service_states,
+peer_links, backup_status, insights, vpn_snapshots), never the history.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from palais.config import Settings
+from palais.health.backup import list_backups
+from palais.health.current import read_nodes
+from palais.health.vpn import read_vpn
+from palais.insights.service import list_insights
+
+MAP_WIDTH = 900
+UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
+
+
+@dataclass
+class MapNode:
+    name: str
+    state: str  # ok, down, degraded, stale or unknown
+    detail: str
+    user: str | None = None
+    ips: list[str] = field(default_factory=list)
+    x: float = 0.0
+    y: float = 0.0
+
+
+@dataclass
+class MapLink:
+    source: MapNode
+    target: MapNode
+    state: str  # ok, down or unknown
+    label: str
+
+
+@dataclass
+class VpnMap:
+    width: int
+    height: int
+    radius: float
+    font_size: int
+    nodes: list[MapNode] = field(default_factory=list)
+    links: list[MapLink] = field(default_factory=list)
+
+
+def human_size(size: int | None) -> str:
+    if size is None:
+        return "unknown"
+    value = float(size)
+    for unit in UNITS:
+        if value < 1024 or unit == UNITS[-1]:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"
+
+
+def _palais_state(node: dict[str, Any]) -> tuple[str, str]:
+    if node["last_seen_at"] is None:
+        return "unknown", "no report yet"
+    if node["status"] == "offline":
+        return "down", "offline"
+    if node["degraded"]:
+        return "degraded", "online, a service is unhealthy"
+    return "ok", "online"
+
+
+def _vpn_state(vpn_node: dict[str, Any], stale: bool) -> tuple[str, str]:
+    if vpn_node.get("expired"):
+        return "down", "VPN key expired"
+    if not vpn_node.get("online"):
+        return ("stale" if stale else "down"), "offline in Headscale"
+    return ("stale" if stale else "ok"), "online in Headscale"
+
+
+def _merge_state(
+    palais: tuple[str, str], vpn: tuple[str, str] | None
+) -> tuple[str, str]:
+    """Combine the agent's view with Headscale's: the worse one wins."""
+    if vpn is None:
+        return palais
+    if palais[0] == "unknown":
+        return vpn
+    order = ["ok", "stale", "degraded", "down"]
+    return max(palais, vpn, key=lambda state: order.index(state[0]))
+
+
+def build_map(
+    nodes: list[dict[str, Any]], vpn: dict[str, Any], now: datetime
+) -> VpnMap:
+    """Place Palais and Headscale nodes on a circle and draw the measured links."""
+    by_vpn_match = {
+        vpn_node["palais_node"]: vpn_node
+        for vpn_node in vpn["nodes"]
+        if vpn_node.get("palais_node")
+    }
+    placed: dict[str, MapNode] = {}
+    for node in nodes:
+        vpn_node = by_vpn_match.get(node["name"])
+        vpn_state = _vpn_state(vpn_node, vpn["stale"]) if vpn_node else None
+        state, detail = _merge_state(_palais_state(node), vpn_state)
+        placed[node["name"]] = MapNode(node["name"], state, detail)
+        if vpn_node:
+            placed[node["name"]].user = vpn_node.get("user")
+            placed[node["name"]].ips = vpn_node.get("ips") or []
+    for vpn_node in vpn["nodes"]:
+        if not vpn_node.get("palais_node") and vpn_node["name"] not in placed:
+            state, detail = _vpn_state(vpn_node, vpn["stale"])
+            placed[vpn_node["name"]] = MapNode(
+                vpn_node["name"],
+                state,
+                detail,
+                user=vpn_node.get("user"),
+                ips=vpn_node.get("ips") or [],
+            )
+
+    graph = _layout(list(placed.values()))
+    for link in vpn["links"]:
+        source, target = placed.get(link["from"]), placed.get(link["to"])
+        if source is None or target is None:
+            continue
+        graph.links.append(MapLink(source, target, link["state"], _latency(link)))
+    return graph
+
+
+def _latency(link: dict[str, Any]) -> str:
+    if link["state"] == "unknown":
+        return "?"
+    if link["state"] == "down":
+        return "down"
+    return f"{link['latency_ms']:.0f} ms" if link["latency_ms"] >= 1 else "<1 ms"
+
+
+def _layout(nodes: list[MapNode]) -> VpnMap:
+    # One ring that grows with the node count, so that 30 labels still fit.
+    count = len(nodes)
+    ring = max(120.0, count * 16.0)
+    # An ellipse 1.6 times wider than high suits a wide page.
+    width = int(max(MAP_WIDTH, 2 * ring * 1.6 + 220))
+    height = int(2 * ring + 100)
+    center_x, center_y = width / 2, height / 2
+    graph = VpnMap(
+        width=width,
+        height=height,
+        radius=12 if count <= 10 else 8,
+        font_size=13 if count <= 10 else 10,
+        nodes=nodes,
+    )
+    for index, node in enumerate(nodes):
+        angle = 2 * math.pi * index / max(count, 1) - math.pi / 2
+        node.x = round(center_x + ring * 1.6 * math.cos(angle), 1)
+        node.y = round(center_y + ring * math.sin(angle), 1)
+    return graph
+
+
+async def read_overview(
+    session: AsyncSession, settings: Settings, now: datetime
+) -> dict[str, Any]:
+    nodes = await read_nodes(
+        session, now=now, offline_after=settings.offline_after_seconds
+    )
+    vpn = await read_vpn(session, settings, now)
+    backups = await list_backups(
+        session, now=now, stale_hours=settings.backup_stale_hours
+    )
+    insights = await list_insights(session, open_only=True, limit=50)
+    for node in nodes:
+        _add_card_fields(node)
+    for backup in backups:
+        backup["size_human"] = human_size(backup["size_bytes"])
+        backup["alert"] = _backup_alert(backup)
+    return {
+        "nodes": nodes,
+        "vpn": vpn,
+        "map": build_map(nodes, vpn, now),
+        "backups": backups,
+        "insights": insights,
+        "now": now,
+    }
+
+
+GAUGE_CIRCUMFERENCE = 150.8  # 2 * pi * 24, the gauge circle's radius
+
+
+def gauge(label: str, value: float | None, maximum: float, unit: str) -> dict:
+    """Return what the template needs to draw one ring gauge."""
+    if value is None:
+        return {"label": label, "text": "?", "dash": 0, "level": "none", "aria": "?"}
+    fraction = min(max(value / maximum, 0.0), 1.0)
+    level = "low"
+    if fraction >= 0.9:
+        level = "high"
+    elif fraction >= 0.75:
+        level = "mid"
+    return {
+        "label": label,
+        "text": f"{value:.0f}{unit}",
+        "dash": round(GAUGE_CIRCUMFERENCE * fraction, 1),
+        "level": level,
+        "aria": f"{value:g}{unit}",
+    }
+
+
+def _add_card_fields(node: dict[str, Any]) -> None:
+    """Precompute the card's gauges and labels; Python is faster than Jinja here."""
+    node["card_status"] = "degraded" if node["degraded"] else node["status"]
+    node["gauges"] = [
+        gauge("CPU", node["cpu_percent"], 100, "%"),
+        gauge("RAM", node["ram_percent"], 100, "%"),
+        gauge("Disk", node["disk_percent"], 100, "%"),
+    ]
+    if node["temperature"] is not None:
+        node["gauges"].append(gauge("Temp", node["temperature"], 100, "°C"))
+    for service in node["services"]:
+        time_ms = service["response_time_ms"]
+        service["time_text"] = "" if time_ms is None else f"{time_ms:.0f} ms"
+
+
+def _backup_alert(backup: dict[str, Any]) -> str | None:
+    """Return ``red`` for a stale backup whose last run failed or never
+    succeeded, ``amber`` for another stale one, else None."""
+    if not backup["stale"]:
+        return None
+    if backup["status"] == "failed" or backup["last_success_at"] is None:
+        return "red"
+    return "amber"

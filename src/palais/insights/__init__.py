@@ -1,0 +1,1 @@
+"""Insights: warnings that open once per condition and resolve when it clears."""
