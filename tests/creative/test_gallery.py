@@ -139,3 +139,30 @@ def test_asset_files_missing(studio_client: TestClient) -> None:
         "/creative/assets/1/image", headers={"Authorization": ""}
     )
     assert anonymous.status_code == 401
+
+
+def test_non_raster_output_downloads(studio_client: TestClient) -> None:
+    add_assets(studio_client, 2, datetime(2026, 1, 1, tzinfo=UTC))
+    data_dir = studio_client.app.state.settings.data_dir
+    page = data_dir / "deliverables" / "creative" / "seeded" / "evil.html"
+    page.write_text("<script>alert(document.cookie)</script>")
+
+    async def make_html(session) -> int:  # noqa: ANN001
+        asset = await session.get(CreativeAsset, 2)
+        asset.file = "deliverables/creative/seeded/evil.html"
+        asset.filename = "evil.html"
+        asset.mime = "text/html"
+        await session.commit()
+        return asset.id
+
+    asset_id = run_in_app(studio_client, make_html)
+    html = studio_client.get(f"/creative/assets/{asset_id}/image")
+    png = studio_client.get("/creative/assets/1/image")
+
+    assert html.status_code == 200
+    assert html.headers["content-type"] == "application/octet-stream"
+    assert html.headers["content-disposition"].startswith("attachment")
+    assert html.headers["x-content-type-options"] == "nosniff"
+    assert "sandbox" in html.headers["content-security-policy"]
+    assert png.headers["content-type"] == "image/png"
+    assert png.headers["content-disposition"].startswith("inline")

@@ -31,6 +31,7 @@ from palais.creative.workflows import (
 )
 from palais.db.models import CreativeAsset, CreativeJob, Task
 from palais.errors import ApiError, invalid
+from palais.tasks.api import MAX_ROW_ID, RowId
 from palais.validation import (
     TIMESTAMP_ACCEPTED,
     integer,
@@ -158,7 +159,7 @@ async def parse_generate(studio: Studio, body: dict[str, Any], session) -> NewJo
 async def _task_id(value: Any, session) -> int | None:  # noqa: ANN001
     if value is None:
         return None
-    task_id = integer(value, "task_id", minimum=1, maximum=2**31 - 1)
+    task_id = integer(value, "task_id", minimum=1, maximum=MAX_ROW_ID)
     if await session.get(Task, task_id) is None:
         raise ApiError(
             404,
@@ -265,7 +266,13 @@ def parse_day_or_time(value: str | None, field: str, *, end: bool) -> datetime |
             day = datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=UTC)
         except ValueError:
             raise invalid(field, value, DATE_ACCEPTED) from None
-        return day + timedelta(days=1) if end else day
+        if not end:
+            return day
+        try:
+            return day + timedelta(days=1)
+        except OverflowError:
+            # The day after 9999-12-31 is past datetime.max.
+            raise invalid(field, value, DATE_ACCEPTED, "out-of-range") from None
     return timestamp(value, field, now=datetime.now(UTC), allow_future=True)
 
 
@@ -297,6 +304,13 @@ async def require_viewer(request: Request) -> None:
         await require_token(request)
 
 
+INLINE_IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/webp", "image/gif"})
+SAFE_FILE_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "sandbox; default-src 'none'; img-src 'self'",
+}
+
+
 @files_router.get(
     "/creative/assets/{asset_id}/image", dependencies=[Depends(require_viewer)]
 )
@@ -306,18 +320,23 @@ async def asset_image(request: Request, asset_id: int) -> FileResponse:
     path = studio.settings.data_dir / asset.file
     if not inside(studio.settings.data_dir / CREATIVE_DIR, path) or not path.is_file():
         raise ApiError(404, f"asset file not found: {asset_id}")
+    # ComfyUI decides the output's name, so an .html or .svg output would run
+    # its scripts on Palais's own origin if shown inline. Only raster images
+    # are shown; anything else downloads, and the sandbox CSP covers both.
+    raster = asset.mime in INLINE_IMAGE_TYPES
     return FileResponse(
         path,
-        media_type=asset.mime,
+        media_type=asset.mime if raster else "application/octet-stream",
         filename=asset.filename,
-        content_disposition_type="inline",
+        content_disposition_type="inline" if raster else "attachment",
+        headers=SAFE_FILE_HEADERS,
     )
 
 
 @files_router.get(
     "/creative/assets/{asset_id}/thumbnail", dependencies=[Depends(require_viewer)]
 )
-async def asset_thumbnail(request: Request, asset_id: int) -> FileResponse:
+async def asset_thumbnail(request: Request, asset_id: RowId) -> FileResponse:
     studio = get_studio(request)
     asset = await _asset_or_404(studio, asset_id)
     path = await ensure_thumbnail(studio.settings.data_dir, asset)
