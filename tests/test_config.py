@@ -101,3 +101,12 @@ def test_short_secret_warns(
     assert Settings(data_dir=tmp_path).secret("api_token") == "short"
     assert "PALAIS_API_TOKEN is shorter than 16 characters" in caplog.text
     assert "short" not in caplog.text.replace("shorter", "")
+
+
+def test_data_dir_made_private(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir(mode=0o755)
+
+    Settings(data_dir=data_dir).ensure_data_dir()
+
+    assert stat.S_IMODE(data_dir.stat().st_mode) == 0o700

@@ -142,6 +142,9 @@ class Settings(BaseSettings):
     def ensure_data_dir(self) -> None:
         # The folder contains the secrets and the database: owner access only.
         self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # mkdir leaves an existing folder as it was, and SQLite creates its
+        # files 0644, so the folder's mode is what keeps them private.
+        self.data_dir.chmod(0o700)
 
     def secret(self, name: str) -> str:
         """Return the secret ``name`` from the environment or its file."""

@@ -148,6 +148,17 @@ def install_error_handlers(app: FastAPI) -> None:
     for error_class in DATABASE_DOWN_ERRORS:
         app.add_exception_handler(error_class, _database_down)
 
+    @app.exception_handler(OverflowError)
+    async def _overflow(request: Request, exc: OverflowError) -> JSONResponse:
+        # A number or date too large for the database or datetime reached a
+        # query. Routes bound their inputs; this keeps a missed one a 4xx.
+        log.warning(
+            "%s %s: value out of range (%s)", request.method, request.url.path, exc
+        )
+        return error_response(
+            ApiError(422, "a number or date in the request is out of range")
+        )
+
     @app.exception_handler(DBAPIError)
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -282,3 +282,68 @@ def test_evaluator_runs_in_server(server_factory) -> None:  # noqa: ANN001
         time.sleep(0.2)
     assert [insight["source"] for insight in insights] == ["backup"]
     assert "insight evaluator started: every 30 s" in second.log()
+
+
+def test_new_source_gets_one_window(client: TestClient) -> None:
+    from sqlalchemy import text
+
+    from tests.conftest import run_in_app
+
+    pre = client.post(WEBHOOK + "?node=rpi5", json=zerobyte("pre"), headers=AUTH)
+    evaluate(client)
+    fresh = next(iter(backups(client).values()))
+    insights_while_fresh = open_insights(client)
+
+    async def backdate(session) -> None:  # noqa: ANN001
+        old = datetime.now(UTC) - timedelta(hours=25)
+        await session.execute(
+            text("UPDATE backup_status SET created_at = :old"),
+            {
+                "old": old.replace(tzinfo=None)
+                if session.bind.dialect.name == "sqlite"
+                else old
+            },
+        )
+        await session.commit()
+
+    run_in_app(client, backdate)
+    evaluate(client)
+    overdue = next(iter(backups(client).values()))
+
+    assert pre.status_code == 200
+    assert fresh["stale"] is False
+    assert insights_while_fresh == []
+    assert overdue["stale"] is True
+    assert len(open_insights(client)) == 1
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"phase": "pre", "scheduleId": "x6", "sourcePath": "/srv/a\\u0000b"}',
+        b'{"phase": "pre", "scheduleId": "x6", "n": 1e999}',
+        b'{"phase": ["pre"], "scheduleId": "x7"}',
+        b'{"phase": "pre", "scheduleId": ',
+    ],
+    ids=["nul", "infinite number", "phase list", "malformed"],
+)
+def test_pre_hook_always_2xx(client: TestClient, raw: bytes) -> None:
+    response = client.post(
+        WEBHOOK + "?node=rpi5",
+        content=raw,
+        headers={**AUTH, "Content-Type": "application/json"},
+    )
+
+    assert response.status_code == 202
+    assert response.json()["stored"] is False
+    assert count_rows(client, "backup_status") == 0
+
+
+def test_repeated_node_query_rejected(client: TestClient) -> None:
+    response = client.post(
+        WEBHOOK + "?node=rpi5&node=sese-ai", json={"status": "ok"}, headers=AUTH
+    )
+
+    assert response.status_code == 422
+    assert response.json()["field"] == "node"
+    assert count_rows(client, "backup_status") == 0

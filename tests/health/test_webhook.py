@@ -335,6 +335,23 @@ BAD_INPUT: list[tuple[str, Any, int, str | None]] = [
         "services[0].details" + ".a" * 30,
     ),
     (
+        "peer is itself",
+        report(peers=[{"node": "rpi5", "latency_ms": 1}]),
+        422,
+        "peers[0].node",
+    ),
+    (
+        "duplicate peer",
+        report(
+            peers=[
+                {"node": "sese-ai", "latency_ms": 1},
+                {"node": "sese-ai", "latency_ms": 900},
+            ]
+        ),
+        422,
+        "peers[1].node",
+    ),
+    (
         "bad peer latency",
         report(peers=[{"node": "sese-ai", "latency_ms": "fast"}]),
         422,

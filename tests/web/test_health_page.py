@@ -302,3 +302,34 @@ def test_unknown_fragments_are_404(logged_in: TestClient) -> None:
 def test_fragments_need_login(web_client: TestClient) -> None:
     response = web_client.get("/health/fragments/nodes", headers={"HX-Request": "true"})
     assert response.status_code == 401
+
+
+def test_failed_check_reason_on_card(web_client: TestClient) -> None:
+    report = {
+        "node": "rpi5",
+        "cpu_percent": 1,
+        "ram_percent": 1,
+        "disk_percent": 1,
+        "services": [
+            {
+                "name": "postgresql",
+                "status": "unhealthy",
+                "details": {"error": "connection refused <b>"},
+            }
+        ],
+    }
+    web_client.post("/api/v1/health/webhook", json=report, headers=AUTH)
+    log_in(web_client)
+
+    cards = web_client.get("/health/fragments/nodes")
+
+    assert "connection refused &lt;b&gt;" in cards.text
+    assert "<b>" not in cards.text
+
+
+def test_huge_node_id_is_422(web_client: TestClient) -> None:
+    log_in(web_client)
+
+    response = web_client.get("/health/fragments/history/99999999999999999999")
+
+    assert response.status_code == 422

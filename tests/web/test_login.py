@@ -160,3 +160,36 @@ def test_success_clears_failures(web_client: TestClient) -> None:
     for _ in range(9):
         assert log_in(web_client, password="wrong").status_code == 401
     assert log_in(web_client).status_code == 303
+
+
+def test_logout_ends_copied_cookie(web_client: TestClient) -> None:
+    log_in(web_client)
+    page = web_client.get("/health")
+    copied = dict(web_client.cookies)
+
+    web_client.post(
+        "/logout", data={"csrf_token": csrf_from(page.text)}, follow_redirects=False
+    )
+    web_client.cookies.clear()
+    for name, value in copied.items():
+        web_client.cookies.set(name, value)
+    replayed = web_client.get("/health", follow_redirects=False)
+    login_form = web_client.get("/login", follow_redirects=False)
+
+    assert replayed.status_code == 303
+    assert replayed.headers["location"].startswith("/login")
+    assert login_form.status_code == 200
+
+
+def test_expired_fragment_returns_to_its_page(web_client: TestClient) -> None:
+    response = web_client.get(
+        "/health/fragments/nodes",
+        headers={
+            "HX-Request": "true",
+            "HX-Current-URL": "http://testserver/health",
+        },
+        follow_redirects=False,
+    )
+
+    assert response.status_code == 401
+    assert response.headers["hx-redirect"] == "/login?next=%2Fhealth"

@@ -125,6 +125,9 @@ class BackupStatus(Base):
     size_bytes: Mapped[int | None] = mapped_column(BigInteger)
     status: Mapped[str] = mapped_column(String(16), default="unknown")
     details: Mapped[dict[str, Any] | None] = mapped_column(JSONValue)
+    # When Palais first heard of this backup: a source that has never
+    # succeeded is stale only once it is older than the stale window.
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 

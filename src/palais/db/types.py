@@ -45,3 +45,8 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+# The largest value of an INTEGER id column on PostgreSQL; routes bound their
+# id parameters with it so that a huge number is a 422, not a driver error.
+MAX_ID = 2_147_483_647

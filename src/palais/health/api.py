@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 from fastapi import APIRouter, Depends, Request
@@ -78,19 +79,45 @@ async def receive_backup(request: Request, node: str | None = None) -> JSONRespo
     state = request.app.state
     settings = state.settings
     now = utcnow()
-    body = load_json_object(await request.body())
+    raw = await request.body()
     try:
+        nodes = request.query_params.getlist("node")
+        if len(nodes) > 1:
+            raise ApiError(
+                422,
+                f"node: given {len(nodes)} times in the query; accepted: once",
+                field="node",
+                value=nodes,
+                accepted="one ?node= value",
+            )
+        body = load_json_object(raw)
         update = parse_backup(body, node, settings.self_node, now)
         async with state.sessions() as session:
             view = await store_backup(
                 session, update, now=now, stale_hours=settings.backup_stale_hours
             )
     except ApiError as exc:
-        if not is_zerobyte_pre_hook(body):
+        if not looks_like_pre_hook(raw):
             raise
         log.warning("Zerobyte pre-hook not stored: %s", exc.error)
         return JSONResponse({"stored": False, "error": exc.error}, status_code=202)
     return JSONResponse({"stored": True, "backup": view})
+
+
+def looks_like_pre_hook(raw: bytes) -> bool:
+    """Tell a Zerobyte pre-hook apart even when its body failed to parse."""
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):
+        return b'"pre"' in raw or b'"backup.pre"' in raw
+    if not isinstance(body, dict):
+        return False
+    phase = body.get("phase")
+    return (
+        is_zerobyte_pre_hook(body)
+        or phase == ["pre"]
+        or (isinstance(phase, str) and phase.strip().lower() == "pre")
+    )
 
 
 @router.get("/backup")

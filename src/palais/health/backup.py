@@ -8,7 +8,8 @@ is the body of Zerobyte's backup hooks (``jobId``, ``scheduleId``,
 source and the time of receipt is the backup time.
 
 A row counts as stale when its last successful backup is older than
-PALAIS_BACKUP_STALE_HOURS or when no success was ever recorded. Each stale
+PALAIS_BACKUP_STALE_HOURS, or, when no success was ever recorded, once Palais
+has known the row for longer than that. Each stale
 row has one open ``warning`` insight, which the next fresh success resolves.
 """
 
@@ -189,7 +190,13 @@ async def _locked_row(
     # same backup are applied one after the other.
     await session.execute(
         insert_for(session, BackupStatus.__table__)
-        .values(node_id=node_id, source=source, status="unknown", updated_at=now)
+        .values(
+            node_id=node_id,
+            source=source,
+            status="unknown",
+            created_at=now,
+            updated_at=now,
+        )
         .on_conflict_do_nothing(index_elements=["node_id", "source"])
     )
     return await session.scalar(
@@ -219,8 +226,10 @@ def _apply(row: BackupStatus, update: BackupUpdate, now: datetime) -> None:
     row.updated_at = now
 
 
-def is_stale(last_success_at: datetime | None, now: datetime, hours: float) -> bool:
-    return last_success_at is None or now - last_success_at > timedelta(hours=hours)
+def is_stale(row: BackupStatus, now: datetime, hours: float) -> bool:
+    # A new source that has not succeeded yet is given one window to do so.
+    reference = row.last_success_at or row.created_at
+    return now - reference > timedelta(hours=hours)
 
 
 def backup_view(
@@ -235,7 +244,7 @@ def backup_view(
         "size_bytes": row.size_bytes,
         "status": row.status,
         "updated_at": iso(row.updated_at),
-        "stale": is_stale(row.last_success_at, now, stale_hours),
+        "stale": is_stale(row, now, stale_hours),
         "error": (row.details or {}).get("error"),
     }
 

@@ -222,6 +222,18 @@ def _add_card_fields(node: dict[str, Any]) -> None:
     for service in node["services"]:
         time_ms = service["response_time_ms"]
         service["time_text"] = "" if time_ms is None else f"{time_ms:.0f} ms"
+        service["error"] = _check_error(service)
+
+
+def _check_error(service: dict[str, Any]) -> str | None:
+    """Return the reason a check failed, from its details, cut for the card."""
+    details = service.get("details")
+    if service["status"] == "healthy" or not isinstance(details, dict):
+        return None
+    error = details.get("error")
+    if error is None and "status_code" in details:
+        error = f"HTTP {details['status_code']}"
+    return str(error)[:120] if error is not None else None
 
 
 def _backup_alert(backup: dict[str, Any]) -> str | None:

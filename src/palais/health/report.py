@@ -78,7 +78,7 @@ def parse_report(body: dict[str, Any], now: datetime) -> HealthReport:
     if event_id is not None:
         event_id = v.text(event_id, "event_id", max_length=MAX_EVENT_ID)
     services = parse_services(v.required(body, "services"))
-    peers = parse_peers(body.get("peers"))
+    peers = parse_peers(body.get("peers"), node)
     return HealthReport(
         node=node,
         temperature=temperature,
@@ -132,15 +132,24 @@ def _parse_service(item: dict[str, Any], prefix: str, name: str) -> ServiceCheck
     return ServiceCheck(name, status, response_time, details)
 
 
-def parse_peers(value: Any) -> list[PeerLatency]:
+def parse_peers(value: Any, reporter: str) -> list[PeerLatency]:
     if value is None:
         return []
     peers: list[PeerLatency] = []
+    seen: set[str] = set()
     for index, item in enumerate(v.array(value, "peers", max_items=MAX_PEERS)):
         prefix = f"peers[{index}]"
         if not isinstance(item, dict):
             raise v.invalid(prefix, item, "an object with node and latency_ms")
         peer = node_name(v.required(item, "node", prefix + "."), prefix + ".node")
+        # A link to itself or a second figure for one peer cannot be drawn.
+        if peer == reporter or peer in seen:
+            raise v.invalid(
+                prefix + ".node",
+                peer,
+                "each other node at most once, not the reporting node itself",
+            )
+        seen.add(peer)
         latency = v.optional_number(
             item.get("latency_ms"),
             prefix + ".latency_ms",

@@ -11,6 +11,7 @@ import asyncio
 import logging
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -23,6 +24,17 @@ from palais.health.headscale import HeadscaleClient, HeadscaleError
 from palais.health.nodes import iso
 
 log = logging.getLogger(__name__)
+
+
+def public_url(url: str | None) -> str:
+    """Return ``url`` without user or password, for logs."""
+    parts = urlsplit(url or "")
+    if parts.username is None and parts.password is None:
+        return url or ""
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return parts._replace(netloc=netloc).geturl()
+
 
 SNAPSHOT_ID = 1
 # A peer latency older than this is drawn as unknown: agents report every 30 s.
@@ -96,7 +108,9 @@ async def vpn_poll_loop(
         settings.headscale_url, settings.headscale_api_key.get_secret_value()
     )
     log.info(
-        "Headscale poller started: %s every %g s", settings.headscale_url, interval
+        "Headscale poller started: %s every %g s",
+        public_url(settings.headscale_url),
+        interval,
     )
     failing = False
     try:

@@ -13,11 +13,13 @@ from palais.web.session import (
     ADMIN_USER,
     check_admin_password,
     clear_session,
-    current_user,
+    end_all_sessions,
+    logged_in_user,
     new_session,
     read_session,
     require_csrf,
     safe_next,
+    session_epoch,
     write_session,
 )
 from palais.web.templating import render
@@ -71,7 +73,7 @@ def _throttle(request: Request) -> LoginThrottle:
 
 @router.get("/login", response_class=HTMLResponse)
 async def login_form(request: Request, next: str | None = None) -> HTMLResponse:
-    if current_user(request) is not None:
+    if await logged_in_user(request) is not None:
         return RedirectResponse(safe_next(next), status_code=303)
     return _form(request, next, error=None, status_code=200)
 
@@ -129,12 +131,18 @@ async def login(request: Request) -> HTMLResponse:
     log.info("dashboard login from %s", client)
     response = RedirectResponse(safe_next(next_url), status_code=303)
     # A new CSRF token at login, so a token seen before login is useless after.
-    write_session(request, response, new_session(ADMIN_USER))
+    write_session(
+        request, response, new_session(ADMIN_USER, await session_epoch(request))
+    )
     return response
 
 
 @router.post("/logout", dependencies=[Depends(require_csrf)])
 async def logout(request: Request) -> RedirectResponse:
+    # The cookie is signed, not stored: only a new epoch makes a copy of it,
+    # kept elsewhere, stop working.
+    await end_all_sessions(request)
+    log.info("dashboard logout; every session ended")
     response = RedirectResponse("/login", status_code=303)
     clear_session(response)
     return response

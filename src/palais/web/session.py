@@ -14,12 +14,12 @@ import hmac
 import logging
 import secrets
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from fastapi import Request, Response
 from fastapi.exceptions import HTTPException
 from itsdangerous import BadSignature, URLSafeTimedSerializer
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from palais.db.models import AdminCredential
@@ -100,6 +100,25 @@ async def ensure_admin_credentials(session: AsyncSession, password: str) -> None
         log.info("admin password changed; stored the new hash")
 
 
+async def session_epoch(request: Request) -> str:
+    """Return the time of the last password change or logout, as text.
+
+    A session records the epoch it was created in and is valid only while the
+    epoch stays the same, so a logout or a new password ends every session,
+    in every process that shares the database.
+    """
+    async with request.app.state.sessions() as session:
+        changed = await session.scalar(
+            select(AdminCredential.updated_at).order_by(AdminCredential.id)
+        )
+    return changed.isoformat() if changed else ""
+
+
+async def end_all_sessions(request: Request) -> None:
+    async with request.app.state.sessions() as session, session.begin():
+        await session.execute(update(AdminCredential).values(updated_at=utcnow()))
+
+
 async def check_admin_password(session: AsyncSession, password: str) -> bool:
     stored = await session.scalar(
         select(AdminCredential.password_hash).order_by(AdminCredential.id)
@@ -151,10 +170,11 @@ def clear_session(response: Response) -> None:
     response.delete_cookie(SESSION_COOKIE, path="/")
 
 
-def new_session(user: str | None) -> dict[str, Any]:
+def new_session(user: str | None, epoch: str = "") -> dict[str, Any]:
     payload: dict[str, Any] = {"csrf": secrets.token_urlsafe(24)}
     if user is not None:
         payload["user"] = user
+        payload["epoch"] = epoch
     return payload
 
 
@@ -169,18 +189,33 @@ def csrf_token(request: Request) -> str:
     return token if isinstance(token, str) else ""
 
 
+async def logged_in_user(request: Request) -> str | None:
+    """Return the session's user unless a logout or new password ended it."""
+    user = current_user(request)
+    if user is None:
+        return None
+    if read_session(request).get("epoch") != await session_epoch(request):
+        log.info("session of %s ended by a logout or a password change", user)
+        return None
+    return user
+
+
 async def require_login(request: Request) -> str:
     """Dependency of every page: the logged-in user, or a redirect to /login.
 
     htmx requests get 401 with ``HX-Redirect``, because the browser would
     otherwise follow the redirect and swap the login page into a fragment.
     """
-    user = current_user(request)
+    user = await logged_in_user(request)
     if user is not None:
         return user
     target = request.url.path
     if request.url.query:
         target += "?" + request.url.query
+    # After login an htmx poll should land on its page, not on the fragment.
+    current_page = urlsplit(request.headers.get("hx-current-url", "")).path
+    if request.headers.get("hx-request") == "true" and current_page:
+        target = current_page
     login_url = "/login?next=" + quote(target, safe="")
     if request.headers.get("hx-request") == "true":
         raise HTTPException(401, "login required", headers={"HX-Redirect": login_url})

@@ -84,6 +84,7 @@ def upgrade() -> None:
         sa.Column("size_bytes", sa.BigInteger),
         sa.Column("status", sa.String(16), nullable=False),
         sa.Column("details", JSONValue),
+        sa.Column("created_at", UTCDateTime(), nullable=False),
         sa.Column("updated_at", UTCDateTime(), nullable=False),
         sa.UniqueConstraint("node_id", "source", name="uq_backup_status_node_id"),
     )
