@@ -1,9 +1,9 @@
 """Background work, run by one process at a time.
 
 Several Palais processes may share one database. With PostgreSQL the one
-that holds a session-level advisory lock runs the loops; with SQLite, the one
-that holds an flock on a file in the data directory. The others keep trying
-to take the lock over.
+that holds a session-level advisory lock runs the loops. With SQLite it is the
+one that holds an flock on a file in the data directory. The others keep
+trying to take the lock over.
 """
 
 from __future__ import annotations
@@ -83,11 +83,11 @@ class Workers:
                 return
 
     async def _try_lock(self, connection: AsyncConnection) -> bool:
-        taken = await connection.scalar(
+        acquired = await connection.scalar(
             text("SELECT pg_try_advisory_lock(:id)"), {"id": WORKER_LOCK_ID}
         )
         await connection.commit()
-        return bool(taken)
+        return bool(acquired)
 
     async def _run_loops(self) -> None:
         tasks = [

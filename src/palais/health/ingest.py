@@ -1,10 +1,10 @@
 """Store a health report in one transaction.
 
 This is the hot path of the webhook, so it runs a fixed set of plain SQL
-statements on the session's connection: SQLAlchemy compiles each ``text()``
-once, while the dialect-specific ``insert().on_conflict_*()`` constructs have
-no cache key and were compiled again for every report. The SQL is valid on
-both SQLite (3.35 and later, for RETURNING) and PostgreSQL.
+statements on the session's connection. SQLAlchemy compiles each ``text()``
+once. The dialect-specific ``insert().on_conflict_*()`` constructs have no
+cache key in SQLAlchemy 2.0, so they were compiled again for every report.
+The SQL is valid on both SQLite (3.35 and later, for RETURNING) and PostgreSQL.
 """
 
 from __future__ import annotations
