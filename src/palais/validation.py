@@ -126,7 +126,8 @@ def number(
     unit: str = "",
 ) -> float:
     """Read a JSON number or a plain decimal string within ``[minimum, maximum]``."""
-    accepted = f"a number from {minimum:g} to {maximum:g}{unit}"
+    low, high = format_bound(minimum), format_bound(maximum)
+    accepted = f"a number from {low} to {high}{unit}"
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise invalid(field, value, accepted)
     if isinstance(value, str):
@@ -139,6 +140,15 @@ def number(
     if not minimum <= result <= maximum:
         raise invalid(field, value, accepted, "out-of-range")
     return result
+
+
+def format_bound(value: float) -> str:
+    """Format a range bound for a message: 2147483647, not 2.14748e+09."""
+    if isinstance(value, int) or (
+        math.isfinite(value) and value == int(value) and abs(value) < 1e16
+    ):
+        return str(int(value))
+    return f"{value:g}"
 
 
 def optional_number(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+import time
+
 import pytest
 from fastapi.testclient import TestClient
 
@@ -204,3 +207,35 @@ def test_cancel_unknown_and_finished(studio_client: TestClient) -> None:
 def test_templates_listed(studio_client: TestClient) -> None:
     names = studio_client.get("/api/v1/creative/templates").json()["templates"]
     assert names == ["slow", "solid"]
+
+
+def test_status_of_hung_comfyui(settings_factory) -> None:  # noqa: ANN001
+    # The socket accepts connections (the kernel's backlog) but never responds.
+    with socket.create_server(("127.0.0.1", 0)) as hung:
+        url = f"http://127.0.0.1:{hung.getsockname()[1]}"
+        settings = settings_factory(comfyui_url=url)
+        with TestClient(create_app(settings, run_workers=False)) as client:
+            started = time.monotonic()
+            response = client.get("/api/v1/creative/comfyui", headers=AUTH)
+            elapsed = time.monotonic() - started
+    assert response.status_code == 200
+    assert response.json()["reachable"] is False
+    assert "timed out" in response.json()["error"]
+    assert elapsed < 5
+
+
+@pytest.mark.parametrize(
+    ("body", "bound"),
+    [
+        ({"text": "a", "template": "solid", "seed": -1}, "9007199254740991"),
+        ({"text": "a", "task_id": 2**31}, "2147483647"),
+    ],
+)
+def test_integer_bounds_printed_whole(
+    studio_client: TestClient, body: dict, bound: str
+) -> None:
+    response = studio_client.post(GENERATE, json=body)
+    assert response.status_code == 422, response.text
+    assert bound in response.json()["accepted"]
+    assert "e+" not in response.json()["accepted"]
+    assert bound in response.json()["error"]

@@ -103,7 +103,15 @@ def test_gallery_date_filters(studio_client: TestClient) -> None:
 
 @pytest.mark.parametrize(
     "query",
-    ["page=0", "page=abc", "page=1.5", "since=yesterday", "until=2026-13-01"],
+    [
+        "page=0",
+        "page=abc",
+        "page=1.5",
+        "since=yesterday",
+        "until=2026-13-01",
+        "until=9999-12-31",
+        "page=99999999999999999999",
+    ],
 )
 def test_gallery_rejects_bad_query(studio_client: TestClient, query: str) -> None:
     response = studio_client.get(f"/api/v1/creative/gallery?{query}")
@@ -166,3 +174,10 @@ def test_non_raster_output_downloads(studio_client: TestClient) -> None:
     assert "sandbox" in html.headers["content-security-policy"]
     assert png.headers["content-type"] == "image/png"
     assert png.headers["content-disposition"].startswith("inline")
+
+
+def test_huge_asset_id_is_422(studio_client: TestClient) -> None:
+    response = studio_client.get("/creative/assets/99999999999999999999/image")
+
+    assert response.status_code == 422
+    assert response.json()["field"] == "asset_id"

@@ -237,3 +237,56 @@ def test_job_text_is_escaped(page_client: TestClient, page_watcher: JobWatcher) 
     page = page_client.get("/creative").text
     assert text not in page
     assert "&lt;img src=x onerror=" in page
+
+
+@pytest.mark.parametrize(
+    "form",
+    [
+        {"task_id": "\u00b2"},
+        {"task_id": "99999999999999999999"},
+        {"task_id": "1" * 5000},
+        {"task_id": "-1"},
+    ],
+)
+def test_attach_bad_task_id(page_client: TestClient, form: dict) -> None:
+    token = logged_in(page_client)
+    response = page_client.post(
+        "/creative/assets/1/attach", data={"csrf_token": token, **form}
+    )
+    assert response.status_code == 200, response.text
+    assert 'data-testid="attach-error"' in response.text
+
+
+def test_attach_huge_asset_id(page_client: TestClient) -> None:
+    token = logged_in(page_client)
+    response = page_client.post(
+        "/creative/assets/99999999999999999999/attach",
+        data={"csrf_token": token, "task_id": "1"},
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == "asset_id"
+
+
+def test_attach_unknown_asset_creates_no_task(page_client: TestClient) -> None:
+    token = logged_in(page_client)
+    response = page_client.post(
+        "/creative/assets/999/attach",
+        data={"csrf_token": token, "new_task": "Orphan"},
+    )
+    assert 'data-testid="attach-error"' in response.text
+    assert "asset not found: 999" in response.text
+    assert count_rows(page_client, "tasks") == 0
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/creative?page=99999999999999999999",
+        "/creative/fragments/gallery?page=99999999999999999999",
+        "/creative/assets/99999999999999999999",
+    ],
+)
+def test_page_huge_numbers(page_client: TestClient, path: str) -> None:
+    logged_in(page_client)
+    response = page_client.get(path)
+    assert response.status_code in (200, 404, 422), response.text

@@ -10,7 +10,14 @@ from tests.conftest import count_rows
 WEBHOOK = "/api/v1/creative/renders/webhook"
 
 
+def new_task_id(client: TestClient) -> int:
+    response = client.post("/api/v1/tasks", json={"title": "launch video"})
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
 def test_render_created_then_updated(studio_client: TestClient) -> None:
+    task_id = new_task_id(studio_client)
     first = studio_client.post(
         WEBHOOK,
         json={
@@ -18,7 +25,7 @@ def test_render_created_then_updated(studio_client: TestClient) -> None:
             "composition": "Intro",
             "status": "rendering",
             "progress": "0.25",
-            "task_id": 3,
+            "task_id": task_id,
         },
     )
     assert first.status_code == 201, first.text
@@ -30,7 +37,7 @@ def test_render_created_then_updated(studio_client: TestClient) -> None:
     assert render["status"] == "done"
     assert render["progress"] == 1.0
     assert render["composition"] == "Intro"
-    assert render["task_id"] == 3
+    assert render["task_id"] == task_id
 
     failed = studio_client.post(
         WEBHOOK, json={"render_id": "r-2", "status": "failed", "error": "OOM"}
@@ -73,3 +80,38 @@ def test_render_nan_literal_rejected(studio_client: TestClient) -> None:
     )
     assert response.status_code == 422
     assert response.json()["field"] == "progress"
+
+
+@pytest.mark.parametrize("finished", ["done", "failed"])
+@pytest.mark.parametrize("late", ["queued", "rendering"])
+def test_render_late_update_ignored(
+    studio_client: TestClient, finished: str, late: str
+) -> None:
+    done = studio_client.post(WEBHOOK, json={"render_id": "r", "status": finished})
+    assert done.status_code == 201, done.text
+    stale = studio_client.post(
+        WEBHOOK, json={"render_id": "r", "status": late, "progress": 0.1}
+    )
+    assert stale.status_code == 200, stale.text
+    assert stale.json()["created"] is False
+    assert stale.json()["render"] == done.json()["render"]
+    [listed] = studio_client.get("/api/v1/creative/renders").json()["renders"]
+    assert listed["status"] == finished
+
+
+def test_render_unknown_task_404(studio_client: TestClient) -> None:
+    response = studio_client.post(
+        WEBHOOK, json={"render_id": "r", "status": "queued", "task_id": 999}
+    )
+    assert response.status_code == 404, response.text
+    assert response.json()["field"] == "task_id"
+    assert response.json()["value"] == 999
+    assert count_rows(studio_client, "creative_renders") == 0
+
+
+def test_render_progress_bounds_printed(studio_client: TestClient) -> None:
+    response = studio_client.post(
+        WEBHOOK, json={"render_id": "r", "status": "rendering", "progress": 2}
+    )
+    assert response.status_code == 422
+    assert response.json()["accepted"] == "a number from 0 to 1"

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+import time
+from datetime import datetime
+
 import httpx
+import pytest
 from fastapi.testclient import TestClient
 
 from palais.creative.watcher import JobWatcher, graph_progress
@@ -260,3 +265,88 @@ def test_graph_progress_estimate() -> None:
     assert graph_progress(workflow, {"1": {"value": 1, "max": 0}}) == 0.0
     done = {key: {"state": "finished"} for key in workflow}
     assert graph_progress(workflow, done) == 0.99
+
+
+def test_times_use_palais_clock(
+    studio_client: TestClient, fake_comfyui: FakeComfyUI, watcher: JobWatcher
+) -> None:
+    fake_comfyui.clock_offset_seconds = -3600.0
+    prompt_id = generate(studio_client, text="palais/clock")
+    wait_for_status(studio_client, prompt_id, "success")
+    job = wait_until(
+        lambda: (found := job_status(studio_client, prompt_id))["outputs"] and found,
+        what="stored outputs",
+    )
+    times = {
+        key: datetime.fromisoformat(job[key])
+        for key in ("submitted_at", "started_at", "finished_at")
+    }
+    assert times["submitted_at"] <= times["started_at"]
+    assert times["started_at"] <= times["finished_at"]
+    [output] = job["outputs"]
+    assert datetime.fromisoformat(output["created_at"]) >= times["submitted_at"]
+
+
+def test_partial_node_errors_kept(
+    studio_client: TestClient, watcher: JobWatcher
+) -> None:
+    def empty_image(width: int) -> dict:
+        inputs = {"width": width, "height": 8, "batch_size": 1, "color": 0}
+        return {"class_type": "EmptyImage", "inputs": inputs}
+
+    workflow = {
+        "1": empty_image(8),
+        "2": {
+            "class_type": "SaveImage",
+            "inputs": {"images": ["1", 0], "filename_prefix": "palais/valid"},
+        },
+        "3": empty_image(0),
+        "4": {
+            "class_type": "SaveImage",
+            "inputs": {"images": ["3", 0], "filename_prefix": "palais/invalid"},
+        },
+    }
+    response = studio_client.post(GENERATE, json={"workflow": workflow})
+    assert response.status_code == 202, response.text
+    submitted = response.json()["job"]
+    assert "node 3 (EmptyImage) input width" in submitted["error"]
+    assert "smaller than min of 1" in submitted["error"]
+
+    prompt_id = submitted["prompt_id"]
+    wait_for_status(studio_client, prompt_id, "success")
+    job = wait_until(
+        lambda: (found := job_status(studio_client, prompt_id))["outputs"] and found,
+        what="stored outputs",
+    )
+    assert job["error"] == submitted["error"]
+    assert [output["filename"] for output in job["outputs"]] == ["valid_00001_.png"]
+
+
+def test_output_download_retries_bounded(
+    studio_client: TestClient,
+    fake_comfyui: FakeComfyUI,
+    watcher: JobWatcher,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="palais.creative.studio")
+    studio_client.app.state.studio.output_retry_seconds = 0.05
+    fake_comfyui.view_status = 500
+    prompt_id = generate(studio_client, text="palais/lost")
+    wait_for_status(studio_client, prompt_id, "success")
+    job = wait_until(
+        lambda: (found := job_status(studio_client, prompt_id))["error"] and found,
+        what="download error recorded",
+    )
+    assert job["outputs"] == []
+    assert "output 'lost_00001_.png' could not be downloaded" in job["error"]
+    assert "HTTP 500" in job["error"]
+
+    def view_requests() -> int:
+        return sum(1 for request in fake_comfyui.requests if request[1] == "/view")
+
+    assert view_requests() == 5
+    time.sleep(1.5)  # three watcher ticks: no further download attempts
+    assert view_requests() == 5
+    messages = [r.getMessage() for r in caplog.records if prompt_id in r.getMessage()]
+    assert sum("retrying in" in message for message in messages) == 4
+    assert sum("giving up" in message for message in messages) == 1

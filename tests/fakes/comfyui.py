@@ -22,6 +22,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import uvicorn
 from PIL import Image, ImageOps
@@ -118,6 +119,13 @@ class FakeComfyUI:
         # Message types the fake will not send, to simulate missed events.
         self.dropped_messages: set[str] = set()
         self.interrupt_flag = False
+        # When true, history entries list every saved image twice.
+        self.repeat_output_images = False
+        # When set, /view returns this HTTP status for every request.
+        self.view_status: int | None = None
+        # Seconds added to the message timestamps, to simulate a server whose
+        # clock differs from Palais' clock.
+        self.clock_offset_seconds = 0.0
         self._paused = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: uvicorn.Server | None = None
@@ -280,6 +288,8 @@ class FakeComfyUI:
 
     async def view(self, request: Request) -> Response:
         self._log(request)
+        if self.view_status is not None:
+            return Response(b"", status_code=self.view_status)
         params = request.query_params
         filename = params.get("filename")
         if not filename:
@@ -302,7 +312,7 @@ class FakeComfyUI:
         return Response(
             path.read_bytes(),
             media_type="image/png",
-            headers={"Content-Disposition": f'filename="{path.name}"'},
+            headers={"Content-Disposition": _content_disposition(path.name)},
         )
 
     async def post_prompt(self, request: Request) -> Response:
@@ -456,7 +466,8 @@ class Run:
     async def record(self, kind: str, data: dict[str, Any]) -> None:
         data = {**data, "prompt_id": self.job.prompt_id}
         if kind != "execution_error" or "timestamp" not in data:
-            data["timestamp"] = int(time.time() * 1000)
+            now = time.time() + self.fake.clock_offset_seconds
+            data["timestamp"] = int(now * 1000)
         self.messages.append([kind, data])
         await self.send(kind, data)
 
@@ -470,9 +481,15 @@ class Run:
             }
             for node_id in self.outputs
         }
+        outputs = self.outputs
+        if self.fake.repeat_output_images:
+            outputs = {
+                node_id: {**ui, "images": ui.get("images", []) * 2}
+                for node_id, ui in outputs.items()
+            }
         return {
             "prompt": self.job.item(),
-            "outputs": self.outputs,
+            "outputs": outputs,
             "status": {
                 "status_str": self.status_str,
                 "completed": self.status_str == "success",
@@ -663,6 +680,13 @@ class Run:
             },
         )
         return None
+
+
+def _content_disposition(name: str) -> str:
+    """Name the file for any script: HTTP headers are Latin-1, so the UTF-8
+    name goes into ``filename*`` (RFC 5987) with an ASCII fallback."""
+    fallback = name.encode("ascii", "replace").decode("ascii").replace('"', "_")
+    return f"filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
 
 
 def _is_link(value: Any) -> bool:

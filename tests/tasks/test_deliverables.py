@@ -233,3 +233,87 @@ def test_manual_attach_errors(studio_client: TestClient) -> None:
     )
     assert missing_task.status_code == 404
     assert count_rows(studio_client, "deliverables") == 0
+
+
+HUGE_ID = "99999999999999999999"
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", f"/api/v1/tasks/{HUGE_ID}"),
+        ("POST", f"/api/v1/tasks/{HUGE_ID}/deliverables"),
+        ("GET", "/api/v1/tasks/0"),
+        ("GET", f"/creative/assets/{HUGE_ID}/thumbnail"),
+    ],
+)
+def test_huge_path_id_rejected(
+    studio_client: TestClient, method: str, path: str
+) -> None:
+    response = studio_client.request(method, path, json={"asset_id": 1})
+    assert response.status_code == 422, response.text
+    body = response.json()
+    assert set(body) == {"error", "field", "value", "accepted"}
+    assert body["field"] in ("task_id", "asset_id")
+
+
+@pytest.mark.parametrize("sent", [{}, {"seed": 5}])
+def test_template_without_seed_input(
+    studio_client: TestClient, watcher: JobWatcher, sent: dict
+) -> None:
+    task = new_task(studio_client)
+    body = {"text": "palais/noseed", "template": "slow", "task_id": task["id"]}
+    response = studio_client.post(GENERATE, json={**body, **sent})
+    assert response.status_code == 202, response.text
+    job = response.json()["job"]
+    assert job["seed"] is None
+    wait_for_status(studio_client, job["prompt_id"], "success")
+
+    def deliverables() -> list:
+        return studio_client.get(f"/api/v1/tasks/{task['id']}").json()["deliverables"]
+
+    items = wait_until(deliverables, what="deliverables")
+    assert items
+    for item in items:
+        assert item["provenance"]["seed"] is None
+
+
+def test_repeated_output_written_once(
+    studio_client: TestClient, fake_comfyui: FakeComfyUI, watcher: JobWatcher
+) -> None:
+    fake_comfyui.repeat_output_images = True
+    task = new_task(studio_client)
+    prompt_id = generate_for(studio_client, task["id"], "palais/repeat")
+    wait_for_status(studio_client, prompt_id, "success")
+
+    def deliverables() -> list:
+        return studio_client.get(f"/api/v1/tasks/{task['id']}").json()["deliverables"]
+
+    [item] = wait_until(deliverables, what="deliverable")
+    assert item["filename"] == "repeat_00001_.png"
+    creative = studio_client.app.state.settings.data_dir / "deliverables" / "creative"
+    files = [path.name for path in creative.rglob("*") if path.is_file()]
+    assert files == ["000-repeat_00001_.png"]
+    assert count_rows(studio_client, "creative_assets") == 1
+
+
+def test_non_latin1_output_name(
+    studio_client: TestClient, fake_comfyui: FakeComfyUI, watcher: JobWatcher
+) -> None:
+    task = new_task(studio_client)
+    prompt_id = generate_for(studio_client, task["id"], "palais/雪 łódź")
+    wait_for_status(studio_client, prompt_id, "success")
+
+    def deliverables() -> list:
+        return studio_client.get(f"/api/v1/tasks/{task['id']}").json()["deliverables"]
+
+    [item] = wait_until(deliverables, what="deliverable")
+    assert item["filename"] == "雪 łódź_00001_.png"
+    original = fake_comfyui.output_dir / "palais" / "雪 łódź_00001_.png"
+    assert item["sha256"] == hashlib.sha256(original.read_bytes()).hexdigest()
+    view = httpx.get(
+        f"{fake_comfyui.url}/view",
+        params={"filename": "雪 łódź_00001_.png", "subfolder": "palais"},
+    )
+    assert view.status_code == 200
+    assert "filename*=UTF-8''" in view.headers["content-disposition"]

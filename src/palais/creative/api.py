@@ -22,9 +22,10 @@ from palais.creative.jobs import (
     job_json,
     read_history_entry,
 )
-from palais.creative.studio import NewJob, Studio
+from palais.creative.studio import PROBE_TIMEOUT, NewJob, Studio
 from palais.creative.workflows import (
     DEFAULT_TEMPLATE,
+    Template,
     check_workflow,
     resolve_template,
     template_names,
@@ -40,7 +41,7 @@ from palais.validation import (
     timestamp,
 )
 from palais.web.auth import require_token
-from palais.web.session import current_user
+from palais.web.session import logged_in_user
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,9 @@ files_router = APIRouter(include_in_schema=False)
 
 MAX_TEXT_CHARS = 4000
 MAX_JOBS_LISTED = 500
+# Gallery pages beyond this are rejected, so the row offset stays far below
+# the 64-bit limit of the database drivers.
+MAX_PAGE = 10**6
 DATE_ACCEPTED = "a date such as 2026-01-31 or " + TIMESTAMP_ACCEPTED
 
 
@@ -74,7 +78,10 @@ async def comfyui_snapshot(studio: Studio, history_items: int = 10) -> dict[str,
     if not studio.configured:
         answer["error"] = "ComfyUI is not configured; set PALAIS_COMFYUI_URL"
         return answer
-    async with studio.client() as client:
+    # A status read must not hang on a stuck server: each call gets the short
+    # probe timeout, and the first failure ends the snapshot, so a server that
+    # accepts connections but never responds costs about 2 s, not 10 s.
+    async with studio.client(timeout=PROBE_TIMEOUT) as client:
         try:
             answer["system"] = await client.system_stats()
             queue = await client.queue()
@@ -148,8 +155,7 @@ async def parse_generate(studio: Studio, body: dict[str, Any], session) -> NewJo
     template_name = body.get("template", DEFAULT_TEMPLATE)
     template = resolve_template(studio.settings.templates_dir, template_name)
     prompt_text = text(body.get("text"), "text", max_length=MAX_TEXT_CHARS)
-    seed = _optional_seed(body.get("seed"))
-    seed = service.random_seed() if seed is None else seed
+    seed = _template_seed(template, body.get("seed"))
     width = _optional_size(body.get("width"), "width")
     height = _optional_size(body.get("height"), "height")
     workflow = template.build(prompt_text, seed, width, height)
@@ -181,6 +187,18 @@ def _optional_seed(value: Any) -> int | None:
     if value is None:
         return None
     return integer(value, "seed", minimum=0, maximum=service.MAX_SEED)
+
+
+def _template_seed(template: Template, value: Any) -> int | None:
+    """Return the seed to put into the template, random when none was sent.
+
+    A template without a seed input uses no seed, so the job records null
+    and a sent seed is validated but dropped.
+    """
+    seed = _optional_seed(value)
+    if template.seed_input is None:
+        return None
+    return service.random_seed() if seed is None else seed
 
 
 def _optional_size(value: Any, field: str) -> int | None:
@@ -244,7 +262,9 @@ async def gallery(
     since: str | None = None,
     until: str | None = None,
 ) -> dict[str, Any]:
-    page_number = 1 if page is None else integer(page, "page", minimum=1, maximum=10**6)
+    page_number = (
+        1 if page is None else integer(page, "page", minimum=1, maximum=MAX_PAGE)
+    )
     since_at = parse_day_or_time(since, "since", end=False)
     until_at = parse_day_or_time(until, "until", end=True)
     async with get_studio(request).sessions() as session:
@@ -271,8 +291,9 @@ def parse_day_or_time(value: str | None, field: str, *, end: bool) -> datetime |
         try:
             return day + timedelta(days=1)
         except OverflowError:
-            # The day after 9999-12-31 is past datetime.max.
-            raise invalid(field, value, DATE_ACCEPTED, "out-of-range") from None
+            # The end of 9999-12-31 is past datetime.max.
+            accepted = "a date up to 9999-12-30 or " + TIMESTAMP_ACCEPTED
+            raise invalid(field, value, accepted, "out-of-range") from None
     return timestamp(value, field, now=datetime.now(UTC), allow_future=True)
 
 
@@ -300,7 +321,7 @@ async def list_renders(request: Request) -> dict[str, Any]:
 
 
 async def require_viewer(request: Request) -> None:
-    if current_user(request) is None:
+    if await logged_in_user(request) is None:
         await require_token(request)
 
 
@@ -314,7 +335,7 @@ SAFE_FILE_HEADERS = {
 @files_router.get(
     "/creative/assets/{asset_id}/image", dependencies=[Depends(require_viewer)]
 )
-async def asset_image(request: Request, asset_id: int) -> FileResponse:
+async def asset_image(request: Request, asset_id: RowId) -> FileResponse:
     studio = get_studio(request)
     asset = await _asset_or_404(studio, asset_id)
     path = studio.settings.data_dir / asset.file

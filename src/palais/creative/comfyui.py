@@ -300,12 +300,18 @@ def rejection(body: Any) -> ComfyUIRejected:
     if details:
         message = f"{message}: {details}"
 
+    return ComfyUIRejected(
+        error_type, message, parse_node_errors(body.get("node_errors"))
+    )
+
+
+def parse_node_errors(node_errors: Any) -> list[NodeError]:
+    """Flatten ``node_errors`` (node id -> errors) from ``POST /prompt``."""
     errors: list[NodeError] = []
-    node_errors = body.get("node_errors")
     for node_id, node in (node_errors if isinstance(node_errors, dict) else {}).items():
         if isinstance(node, dict):
             errors.extend(_node_errors(str(node_id), node))
-    return ComfyUIRejected(error_type, message, errors)
+    return errors
 
 
 def _node_errors(node_id: str, node: dict[str, Any]) -> list[NodeError]:

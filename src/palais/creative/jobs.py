@@ -20,7 +20,11 @@ MAX_ERROR_CHARS = 2000
 
 @dataclass(frozen=True)
 class Outcome:
-    """Outcome of a job, read from its history entry."""
+    """Outcome of a job, read from its history entry.
+
+    ``started_at`` and ``finished_at`` are ComfyUI's message timestamps, from
+    ComfyUI's clock. Stored job and asset times use Palais' clock instead.
+    """
 
     status: str
     error: str | None

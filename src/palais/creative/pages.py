@@ -5,6 +5,7 @@ or rendered here."""
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -13,15 +14,15 @@ from sqlalchemy import select
 
 from palais.creative import renders
 from palais.creative import studio as service
-from palais.creative.api import parse_day_or_time, parse_generate
+from palais.creative.api import MAX_PAGE, parse_day_or_time, parse_generate
 from palais.creative.gallery import gallery_page
 from palais.creative.jobs import ACTIVE, assets_by_job
 from palais.creative.studio import Studio
 from palais.creative.workflows import DEFAULT_TEMPLATE, template_names
 from palais.db.models import CreativeAsset, CreativeJob, Deliverable
-from palais.errors import ApiError
+from palais.errors import ApiError, describe
 from palais.tasks import service as tasks
-from palais.tasks.api import attach_asset_to_task
+from palais.tasks.api import MAX_ROW_ID, RowId, attach_asset_to_task
 from palais.validation import text
 from palais.web.session import require_csrf, require_login
 from palais.web.templating import render
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 router = APIRouter(include_in_schema=False, dependencies=[Depends(require_login)])
 
 RECENT_FINISHED = 8
+TASK_ID_DIGITS = re.compile(r"[0-9]+")
 MAX_PENDING_SHOWN = 50
 
 
@@ -74,7 +76,7 @@ async def renders_fragment(request: Request) -> HTMLResponse:
 
 
 @router.get("/creative/assets/{asset_id}", response_class=HTMLResponse)
-async def asset_page(request: Request, asset_id: int) -> HTMLResponse:
+async def asset_page(request: Request, asset_id: RowId) -> HTMLResponse:
     studio = _studio(request)
     async with studio.sessions() as session:
         asset = await session.get(CreativeAsset, asset_id)
@@ -157,31 +159,38 @@ async def cancel_action(request: Request, prompt_id: str) -> HTMLResponse:
     response_class=HTMLResponse,
     dependencies=[Depends(require_csrf)],
 )
-async def attach_action(request: Request, asset_id: int) -> Response:
+async def attach_action(request: Request, asset_id: RowId) -> Response:
     form = await request.form()
     try:
-        task_id = await _chosen_task(request, form)
-        deliverable, created = await attach_asset_to_task(request, task_id, asset_id)
+        task_id, new_title = _chosen_task(form)
+        deliverable, created = await attach_asset_to_task(
+            request, task_id, asset_id, new_title=new_title
+        )
     except ApiError as exc:
         return render(request, "creative/_attach_result.html", {"error": exc.error})
-    log.info("asset %s attached to task %s from the page", asset_id, task_id)
+    log.info(
+        "asset %s attached to task %s from the page", asset_id, deliverable.task_id
+    )
     context = {"deliverable": deliverable, "created": created}
     return render(request, "creative/_attach_result.html", context)
 
 
-async def _chosen_task(request: Request, form: Any) -> int:
-    """Use the selected task, or create one from the typed title."""
+def _chosen_task(form: Any) -> tuple[int | None, str | None]:
+    """Return the selected task id, or the title of a task to create."""
     title = str(form.get("new_task") or "").strip()
     if title:
-        title = text(title, "new_task", max_length=200)
-        async with request.app.state.sessions() as session:
-            task = await tasks.create_task(session, title)
-            await session.commit()
-        return task.id
+        return None, text(title, "new_task", max_length=200)
     raw = str(form.get("task_id") or "").strip()
-    if not raw.isdigit():
+    # ASCII digits only, because str.isdigit() accepts "²", which int() rejects.
+    if not TASK_ID_DIGITS.fullmatch(raw):
         raise ApiError(422, "choose a task or type the title of a new one")
-    return int(raw)
+    # The length check comes first because int() raises ValueError on
+    # strings of more than 4300 digits.
+    if len(raw) > len(str(MAX_ROW_ID)) or int(raw) > MAX_ROW_ID:
+        raise ApiError(
+            404, f"task not found: {describe(raw)}", field="task_id", value=raw
+        )
+    return int(raw), None
 
 
 # -- contexts -------------------------------------------------------------------------
@@ -236,7 +245,10 @@ async def _gallery_context(
         since_at = until_at = None
         error = exc.error
     async with studio.sessions() as session:
-        result = await gallery_page(session, max(page, 1), since_at, until_at)
+        # Clamped because a page number past the 64-bit offset limit makes
+        # the database driver raise.
+        page = min(max(page, 1), MAX_PAGE)
+        result = await gallery_page(session, page, since_at, until_at)
     return {
         "gallery": result,
         "since": since,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -9,11 +10,16 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from palais.db.models import CreativeRender
+from palais.db.models import CreativeRender, Task
 from palais.db.types import utcnow
+from palais.errors import ApiError
 from palais.validation import choice, integer, optional_number, required, text
 
+log = logging.getLogger(__name__)
+
 RENDER_STATUSES = ("queued", "rendering", "done", "failed")
+RENDER_ACTIVE = ("queued", "rendering")
+RENDER_FINISHED = ("done", "failed")
 RENDER_ID_ACCEPTED = "1 to 200 characters"
 MAX_RENDERS_LISTED = 100
 
@@ -60,12 +66,28 @@ def _optional_text(body: dict[str, Any], key: str, max_length: int) -> str | Non
 async def upsert_render(
     session: AsyncSession, update: RenderUpdate
 ) -> tuple[CreativeRender, bool]:
-    """Create the render or update it; keys absent from the body keep their value."""
+    """Create the render or update it; keys absent from the body keep their value.
+
+    Raise a 404 for an unknown ``task_id``. A queued or rendering update of a
+    done or failed render is ignored, because n8n may deliver it late, and the
+    stored render is returned unchanged.
+    """
+    if update.task_id is not None:
+        await _check_task(session, update.task_id)
     render = await session.scalar(
         select(CreativeRender)
         .where(CreativeRender.render_id == update.render_id)
         .with_for_update()
     )
+    if _is_stale(render, update):
+        assert render is not None
+        log.info(
+            "ignored a late %s update of render %s, which is %s",
+            update.status,
+            update.render_id,
+            render.status,
+        )
+        return render, False
     now = utcnow()
     created = render is None
     if render is None:
@@ -80,6 +102,25 @@ async def upsert_render(
         render.progress = 1.0
     await session.flush()
     return render, created
+
+
+def _is_stale(render: CreativeRender | None, update: RenderUpdate) -> bool:
+    return (
+        render is not None
+        and render.status in RENDER_FINISHED
+        and update.status in RENDER_ACTIVE
+    )
+
+
+async def _check_task(session: AsyncSession, task_id: int) -> None:
+    if await session.get(Task, task_id) is None:
+        raise ApiError(
+            404,
+            f"task not found: {task_id}",
+            field="task_id",
+            value=task_id,
+            accepted="the id of an existing task (POST /api/v1/tasks)",
+        )
 
 
 async def recent_renders(session: AsyncSession) -> list[CreativeRender]:

@@ -24,14 +24,17 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from palais.config import Settings
 from palais.creative import gallery
 from palais.creative.comfyui import (
+    DEFAULT_TIMEOUT,
     ComfyUIClient,
     ComfyUIError,
     ComfyUIRejected,
     ComfyUIUnavailable,
     NodeError,
+    parse_node_errors,
 )
 from palais.creative.jobs import (
     ACTIVE,
+    MAX_ERROR_CHARS,
     Outcome,
     get_job,
     read_history_entry,
@@ -47,6 +50,10 @@ log = logging.getLogger(__name__)
 MAX_SEED = 2**53 - 1  # the largest integer a JSON client can send exactly
 CONTACT_MAX_AGE = 5.0
 PROBE_TIMEOUT = httpx.Timeout(2.0)
+# Outputs that fail to download or to be written are tried this many times in
+# all, waiting 5, 10, 20 and 40 s between tries with the default base delay.
+MAX_OUTPUT_ATTEMPTS = 5
+OUTPUT_RETRY_SECONDS = 5.0
 
 
 @dataclass
@@ -58,21 +65,25 @@ class Studio:
     # every process that shares the session secret (see creative.setup).
     client_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     wake: asyncio.Event | None = None
+    # Base delay before an output download is tried again, doubled each time.
+    output_retry_seconds: float = OUTPUT_RETRY_SECONDS
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    # NOTE: kept in memory, so a restart gives each job its full count again.
+    _output_retries: dict[str, OutputRetry] = field(default_factory=dict)
     _contact: Contact | None = None
 
     @property
     def configured(self) -> bool:
         return self.settings.comfyui_url is not None
 
-    def client(self) -> ComfyUIClient:
+    def client(self, timeout: httpx.Timeout = DEFAULT_TIMEOUT) -> ComfyUIClient:
         if self.settings.comfyui_url is None:
             raise ApiError(
                 503,
                 "ComfyUI is not configured; set PALAIS_COMFYUI_URL",
                 field="PALAIS_COMFYUI_URL",
             )
-        return ComfyUIClient(self.settings.comfyui_url)
+        return ComfyUIClient(self.settings.comfyui_url, timeout=timeout)
 
     def poke(self) -> None:
         """Ask the watcher to look at the jobs now instead of at its next tick."""
@@ -106,6 +117,22 @@ class Studio:
                 self.note_contact(False, str(exc))
         assert self._contact is not None
         return self._contact
+
+
+@dataclass
+class OutputRetry:
+    """Failed attempts to store a job's outputs, and when to try again."""
+
+    attempts: int = 0
+    next_at: float = 0.0  # time.monotonic() seconds
+
+
+class OutputNotStored(Exception):
+    """An output could not be downloaded from ComfyUI or written to disk."""
+
+    def __init__(self, filename: str, cause: Exception) -> None:
+        failed = "downloaded" if isinstance(cause, ComfyUIError) else "stored"
+        super().__init__(f"output {filename!r} could not be {failed}: {cause}")
 
 
 @dataclass(frozen=True)
@@ -147,6 +174,9 @@ async def submit(studio: Studio, new: NewJob) -> CreativeJob:
         except ComfyUIError as exc:
             raise ApiError(502, f"ComfyUI error: {exc}") from None
 
+    skipped = skipped_outputs_error(answer.node_errors)
+    if skipped:
+        log.warning("job %s submitted with %s", answer.prompt_id, skipped)
     now = utcnow()
     job = CreativeJob(
         prompt_id=answer.prompt_id,
@@ -154,6 +184,7 @@ async def submit(studio: Studio, new: NewJob) -> CreativeJob:
         origin="palais",
         status="queued",
         progress=0.0,
+        error=skipped,
         text=new.text,
         seed=new.seed,
         template=new.template,
@@ -183,8 +214,28 @@ async def _claim_adopted(studio: Studio, submitted: CreativeJob) -> CreativeJob:
         assert job is not None  # the unique prompt_id that failed the insert
         for name in ("origin", "text", "seed", "template", "workflow", "task_id"):
             setattr(job, name, getattr(submitted, name))
+        job.error = join_errors(submitted.error, job.error)
         await session.commit()
     return job
+
+
+def skipped_outputs_error(node_errors: dict[str, Any]) -> str | None:
+    """Describe the invalid branches ComfyUI skipped while running the valid ones.
+
+    ComfyUI returns 200 when at least one output passes validation and lists
+    the failed nodes in ``node_errors``, so the job runs without those outputs.
+    """
+    errors = parse_node_errors(node_errors)
+    if not errors:
+        return None
+    sentences = "; ".join(_node_error_sentence(error) for error in errors)
+    return join_errors(f"outputs skipped by ComfyUI's validation: {sentences}")
+
+
+def join_errors(*errors: str | None) -> str | None:
+    """Join error sentences with "; ", cut to the stored maximum."""
+    joined = "; ".join(error for error in errors if error)
+    return joined[:MAX_ERROR_CHARS] or None
 
 
 def unavailable_error(exc: Exception) -> ApiError:
@@ -303,7 +354,9 @@ async def finish(studio: Studio, prompt_id: str, entry: dict[str, Any]) -> None:
         if job is None:
             return
         if job.status in ACTIVE:
-            finished_at = outcome.finished_at or utcnow()
+            # Palais' clock, like submitted_at and started_at: ComfyUI's message
+            # timestamps come from another machine's clock, which may differ.
+            finished_at = utcnow()
             await _copy_outputs_logged(studio, job, outcome.outputs, finished_at)
             async with studio.sessions() as session:
                 changed = await _record_outcome(session, job, outcome, finished_at)
@@ -322,26 +375,64 @@ async def _record_outcome(
     session: AsyncSession, job: CreativeJob, outcome: Outcome, finished_at: datetime
 ) -> bool:
     values: dict[str, Any] = {
-        "error": outcome.error,
+        # Keeps the sentence about outputs skipped at submission.
+        "error": join_errors(job.error, outcome.error),
         "outputs": outcome.outputs,
         "finished_at": finished_at,
     }
     if outcome.status == "success":
         values["progress"] = 1.0
     if job.started_at is None:
-        values["started_at"] = outcome.started_at or finished_at
+        values["started_at"] = finished_at
     return await set_status(session, job.id, outcome.status, **values)
 
 
 async def _copy_outputs_logged(
     studio: Studio, job: CreativeJob, refs: list[dict[str, Any]], created_at: datetime
 ) -> list[str] | None:
-    """Copy outputs; None when it must be retried later, else the refusals."""
+    """Copy outputs; None when it must be retried later, else the refusals.
+
+    After ``MAX_OUTPUT_ATTEMPTS`` failed attempts the failure becomes one of
+    the refusals, so the job stops being retried and its error names it.
+    """
     try:
-        return await copy_outputs(studio, job, refs, created_at)
-    except (ComfyUIError, OSError, ValueError) as exc:
-        log.warning("outputs of job %s not stored yet: %s", job.prompt_id, exc)
-        return None
+        refused = await copy_outputs(studio, job, refs, created_at)
+    except (OutputNotStored, ComfyUIError) as exc:
+        return _note_output_failure(studio, job.prompt_id, exc)
+    studio._output_retries.pop(job.prompt_id, None)
+    return refused
+
+
+def _note_output_failure(
+    studio: Studio, prompt_id: str, exc: Exception
+) -> list[str] | None:
+    retry = studio._output_retries.setdefault(prompt_id, OutputRetry())
+    retry.attempts += 1
+    if retry.attempts >= MAX_OUTPUT_ATTEMPTS:
+        del studio._output_retries[prompt_id]
+        log.error(
+            "outputs of job %s not stored after %d attempts, giving up: %s",
+            prompt_id,
+            retry.attempts,
+            exc,
+        )
+        return [str(exc)]
+    delay = studio.output_retry_seconds * 2 ** (retry.attempts - 1)
+    retry.next_at = time.monotonic() + delay
+    log.warning(
+        "outputs of job %s not stored (attempt %d of %d), retrying in %.1f s: %s",
+        prompt_id,
+        retry.attempts,
+        MAX_OUTPUT_ATTEMPTS,
+        delay,
+        exc,
+    )
+    return None
+
+
+def _output_retry_due(studio: Studio, prompt_id: str) -> bool:
+    retry = studio._output_retries.get(prompt_id)
+    return retry is None or time.monotonic() >= retry.next_at
 
 
 async def copy_outputs(
@@ -357,11 +448,14 @@ async def copy_outputs(
                 select(CreativeAsset.output_key).where(CreativeAsset.job_id == job.id)
             )
         )
-    missing = [
-        (index, ref)
-        for index, ref in enumerate(refs)
-        if gallery.output_key(ref) not in stored
-    ]
+    # A history entry may list one output twice. Only its first listing is
+    # written, so that no file is left without an asset row.
+    missing = []
+    for index, ref in enumerate(refs):
+        key = gallery.output_key(ref)
+        if key not in stored:
+            stored.add(key)
+            missing.append((index, ref))
     if not missing:
         return []
     refused = []
@@ -369,8 +463,8 @@ async def copy_outputs(
         for index, ref in missing:
             try:
                 await _store_one(studio, client, job, index, ref, created_at)
-            except ComfyUIUnavailable:
-                raise
+            except (ComfyUIUnavailable, OSError, ValueError) as exc:
+                raise OutputNotStored(ref["filename"], exc) from exc
             except ComfyUIError as exc:
                 # A 4xx from /view does not change on retry (ComfyUI itself
                 # refuses names with ".."), so the output is skipped.
@@ -393,6 +487,8 @@ async def store_outputs(studio: Studio, prompt_id: str) -> None:
     async with studio.sessions() as session:
         job = await get_job(session, prompt_id)
     if job is None or job.outputs_stored or job.status in ACTIVE:
+        return
+    if not _output_retry_due(studio, prompt_id):
         return
     created_at = job.finished_at or job.submitted_at
     refused = await _copy_outputs_logged(studio, job, job.outputs or [], created_at)
@@ -439,6 +535,9 @@ async def _store_one(
     if inserted and asset is not None:
         await gallery.ensure_thumbnail(data_dir, asset)
         log.info("stored output %s of job %s", stored.filename, job.prompt_id)
+    elif asset is not None and asset.file != stored.relative:
+        # Another process stored this output first, under another index.
+        (data_dir / stored.relative).unlink(missing_ok=True)
 
 
 async def _attach_all(session: AsyncSession, job: CreativeJob) -> None:

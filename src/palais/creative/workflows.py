@@ -37,12 +37,12 @@ class Template:
     description: str = ""
 
     def build(
-        self, text: str, seed: int, width: int | None, height: int | None
+        self, text: str, seed: int | None, width: int | None, height: int | None
     ) -> dict[str, Any]:
         """Return a copy of the workflow with the given values in place."""
         workflow = copy.deepcopy(self.workflow)
         _set_input(workflow, self.text_input, text)
-        if self.seed_input is not None:
+        if self.seed_input is not None and seed is not None:
             _set_input(workflow, self.seed_input, seed)
         if self.width_input is not None and width is not None:
             _set_input(workflow, self.width_input, width)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import FileResponse, JSONResponse
 from sqlalchemy.exc import IntegrityError
 
@@ -19,6 +19,10 @@ router = APIRouter(prefix="/api/v1/tasks", dependencies=[Depends(require_token)]
 download_router = APIRouter(include_in_schema=False)
 
 MAX_TITLE_CHARS = 200
+# Ids are 32-bit integer columns. A larger path id is rejected with a 422
+# before it reaches the database driver, which would raise OverflowError.
+MAX_ROW_ID = 2**31 - 1
+RowId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
 
 
 @router.post("", status_code=201)
@@ -39,7 +43,7 @@ async def list_tasks(request: Request) -> dict[str, Any]:
 
 
 @router.get("/{task_id}")
-async def read_task(request: Request, task_id: int) -> dict[str, Any]:
+async def read_task(request: Request, task_id: RowId) -> dict[str, Any]:
     async with request.app.state.sessions() as session:
         task = await _task_or_404(session, task_id)
         deliverables = await service.deliverables_of(session, task.id)
@@ -47,11 +51,11 @@ async def read_task(request: Request, task_id: int) -> dict[str, Any]:
 
 
 @router.post("/{task_id}/deliverables")
-async def attach(request: Request, task_id: int) -> JSONResponse:
+async def attach(request: Request, task_id: RowId) -> JSONResponse:
     """Attach a gallery asset: 201 when new, 200 when it was already attached."""
     body = load_json_object(await request.body())
     asset_id = integer(
-        required(body, "asset_id"), "asset_id", minimum=1, maximum=2**31 - 1
+        required(body, "asset_id"), "asset_id", minimum=1, maximum=MAX_ROW_ID
     )
     deliverable, created = await attach_asset_to_task(request, task_id, asset_id)
     return JSONResponse(
@@ -59,20 +63,26 @@ async def attach(request: Request, task_id: int) -> JSONResponse:
     )
 
 
-async def attach_asset_to_task(request: Request, task_id: int, asset_id: int) -> Any:
-    """Attach an asset to a task (404 for either one unknown); shared with pages."""
+async def attach_asset_to_task(
+    request: Request,
+    task_id: int | None,
+    asset_id: int,
+    *,
+    new_title: str | None = None,
+) -> Any:
+    """Attach an asset to a task (404 for either one unknown); shared with pages.
+
+    With ``new_title`` the task is created in the attach's transaction, so an
+    attach that fails leaves no new task behind.
+    """
     for attempt in range(2):
         async with request.app.state.sessions() as session:
-            await _task_or_404(session, task_id)
-            asset = await session.get(CreativeAsset, asset_id)
-            if asset is None:
-                raise ApiError(
-                    404,
-                    f"asset not found: {asset_id}",
-                    field="asset_id",
-                    value=asset_id,
-                    accepted="the id of an asset in GET /api/v1/creative/gallery",
-                )
+            if new_title is None:
+                await _task_or_404(session, task_id)
+            asset = await _asset_or_404(session, asset_id)
+            if new_title is not None:
+                task_id = (await service.create_task(session, new_title)).id
+            assert task_id is not None
             job = await session.get(CreativeJob, asset.job_id)
             assert job is not None  # assets are deleted with their job
             try:
@@ -86,6 +96,19 @@ async def attach_asset_to_task(request: Request, task_id: int, asset_id: int) ->
                 if attempt:
                     raise
     raise AssertionError("unreachable")
+
+
+async def _asset_or_404(session, asset_id: int) -> CreativeAsset:  # noqa: ANN001
+    asset = await session.get(CreativeAsset, asset_id)
+    if asset is None:
+        raise ApiError(
+            404,
+            f"asset not found: {asset_id}",
+            field="asset_id",
+            value=asset_id,
+            accepted="the id of an asset in GET /api/v1/creative/gallery",
+        )
+    return asset
 
 
 async def _task_or_404(session, task_id: int) -> Task:  # noqa: ANN001
