@@ -26,19 +26,24 @@ templates = Jinja2Templates(
 )
 
 
-def time_ago(value: str | datetime | None, now: datetime | None = None) -> str:
-    """Format a UTC time as 'HH:MM UTC (5 min ago)'; a day or more shows the date."""
+def time_ago(value: str | datetime | None, now: datetime | None = None) -> Markup:
+    """Format a UTC time as 'HH:MM UTC (5 min ago)'; a day or more shows the date.
+
+    The clock is a ``<time>`` element, which a script in base.html rewrites in
+    the viewer's time zone. Without JavaScript the page keeps UTC.
+    """
     if value is None:
-        return "never"
+        return Markup("never")
     moment = datetime.fromisoformat(value) if isinstance(value, str) else value
     now = now or datetime.now(UTC)
     seconds = (now - moment).total_seconds()
     clock = moment.strftime("%H:%M UTC")
     if abs(seconds) >= 86400:
         clock = moment.strftime("%Y-%m-%d %H:%M UTC")
-    if seconds < 0:
-        return f"{clock} (in {_span(-seconds)})"
-    return f"{clock} ({_span(seconds)} ago)"
+    relative = f"in {_span(-seconds)}" if seconds < 0 else f"{_span(seconds)} ago"
+    return Markup('<time datetime="{}">{}</time> ({})').format(
+        moment.isoformat(), clock, relative
+    )
 
 
 def _span(seconds: float) -> str:
