@@ -6,59 +6,25 @@ PALAIS_TEST_CHROMIUM); the tests never download a browser.
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.browser import ARTIFACTS, chromium_page, requires_chromium
 from tests.conftest import AUTH, TOKEN, ServerProcess
 from tests.creative.conftest import TEMPLATES
 from tests.fakes.comfyui import FakeComfyUI
 from tests.web.conftest import ADMIN_PASSWORD
 
-ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
-
-
-def chromium_path() -> str | None:
-    configured = os.environ.get("PALAIS_TEST_CHROMIUM", "").strip()
-    if configured:
-        return configured if Path(configured).exists() else None
-    return shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-CHROMIUM = chromium_path()
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None,
-    reason="Chromium not found: install the Debian package chromium or set "
-    "PALAIS_TEST_CHROMIUM to its path",
-)
+pytestmark = requires_chromium
 
 
 @pytest.fixture
 def browser_page():  # noqa: ANN201
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
-        )
-        page = browser.new_page(viewport={"width": 1400, "height": 1600})
-        try:
-            yield page
-        finally:
-            browser.close()
+    with chromium_page(height=1600) as page:
+        yield page
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ PALAIS_TEST_CHROMIUM); the tests never download a browser.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -17,35 +16,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.browser import ARTIFACTS, chromium_page, requires_chromium
 from tests.conftest import AUTH, TOKEN, ServerProcess
 from tests.fakes.headscale import FakeHeadscale
 from tests.web.conftest import ADMIN_PASSWORD
 
-ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 API_KEY = "hskey-api-browser-secret"
-
-
-def chromium_path() -> str | None:
-    configured = os.environ.get("PALAIS_TEST_CHROMIUM", "").strip()
-    if configured:
-        return configured if Path(configured).exists() else None
-    return shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-CHROMIUM = chromium_path()
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None,
-    reason="Chromium not found: install the Debian package chromium or set "
-    "PALAIS_TEST_CHROMIUM to its path",
-)
 
 
 def run_agent(server: ServerProcess, node: str, spool: Path, *extra: str) -> None:
@@ -81,19 +57,13 @@ def headscale() -> Iterator[FakeHeadscale]:
     fake.stop()
 
 
+pytestmark = requires_chromium
+
+
 @pytest.fixture
 def browser_page():  # noqa: ANN201
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
-        )
-        page = browser.new_page(viewport={"width": 1400, "height": 1800})
-        try:
-            yield page
-        finally:
-            browser.close()
+    with chromium_page(height=1800) as page:
+        yield page
 
 
 def test_health_page_in_chromium(
