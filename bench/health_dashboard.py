@@ -34,7 +34,7 @@ NODES = 100
 SERVICES = 20
 DAY_OF_CHECKS = 2880  # one day, every 30 s
 TOKEN = "bench-token-0123456789"
-PASSWORD = "bench-password"
+PASSWORD = "bench-password-0123456789"
 PATHS = ("/health", "/health/fragments/history", "/api/v1/health/nodes")
 
 
@@ -68,9 +68,10 @@ async def seed_current_state(url: str) -> None:
             WHERE p.id <> n.id;
             INSERT INTO backup_status
               (node_id, source, last_backup_at, last_success_at, size_bytes, status,
-               updated_at)
+               created_at, updated_at)
             SELECT id, 'restic', now() - interval '3 hours',
-                   now() - interval '3 hours', id::bigint * 1000000000, 'ok', now()
+                   now() - interval '3 hours', id::bigint * 1000000000, 'ok',
+                   now() - interval '30 days', now()
             FROM nodes;
             """.replace("$1::int", str(SERVICES)).replace("$2::int", str(NODES))
         )
