@@ -13,8 +13,11 @@ import json
 import math
 import re
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 
+from fastapi import Path
+
+from palais.db.types import MAX_ID
 from palais.errors import ApiError, invalid
 
 # Plain decimal strings, as n8n sends numbers typed into its "fields" mode.
@@ -26,6 +29,8 @@ RFC3339 = re.compile(
     re.ASCII,
 )
 MAX_FUTURE = timedelta(minutes=5)
+# An id in a URL path: a larger number is a 422, not a database overflow.
+RowId = Annotated[int, Path(ge=1, le=MAX_ID)]
 TIMESTAMP_ACCEPTED = (
     "an RFC 3339 timestamp such as 2026-01-31T12:00:00Z (UTC when the offset is "
     "missing), at most 5 minutes in the future"

@@ -227,7 +227,7 @@ def test_agent_stops_promptly_on_sigterm(
 ) -> None:
     server = server_factory()
     server.start()
-    # The listener accepts but never answers, so the HTTP check waits 5 s.
+    # The listener accepts but never responds, so the HTTP check waits 5 s.
     agent = subprocess.Popen(
         agent_command(
             server,

@@ -6,7 +6,7 @@ weights. It reproduces the recorded message shapes and quirks: the queue
 counter that also counts rejected posts, the unsorted pending heap, history
 kept in memory only, per-client message routing and the /view rejections of
 path traversal.
-The node schemas come from the recorded ``/object_info`` answers.
+The node schemas come from the recorded ``/object_info`` responses.
 """
 
 from __future__ import annotations

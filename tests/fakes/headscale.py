@@ -1,9 +1,9 @@
 """A fake Headscale REST server on 127.0.0.1, in a thread.
 
 It serves the node list of either API generation with bodies shaped like
-Headscale's (copied into tests/data/headscale), checks the Bearer key the way
-Headscale does, and can be switched to failure modes: wrong or expired key,
-HTTP 500, slow responses and custom node lists.
+Headscale's (copied into tests/data/headscale) and checks the Bearer key the
+way Headscale does. Tests can switch it to failure modes: wrong or expired
+key, HTTP 500, slow responses and custom node lists.
 """
 
 from __future__ import annotations

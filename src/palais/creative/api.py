@@ -31,10 +31,11 @@ from palais.creative.workflows import (
     template_names,
 )
 from palais.db.models import CreativeAsset, CreativeJob, Task
+from palais.db.types import MAX_ID
 from palais.errors import ApiError, invalid
-from palais.tasks.api import MAX_ROW_ID, RowId
 from palais.validation import (
     TIMESTAMP_ACCEPTED,
+    RowId,
     integer,
     load_json_object,
     text,
@@ -165,7 +166,7 @@ async def parse_generate(studio: Studio, body: dict[str, Any], session) -> NewJo
 async def _task_id(value: Any, session) -> int | None:  # noqa: ANN001
     if value is None:
         return None
-    task_id = integer(value, "task_id", minimum=1, maximum=MAX_ROW_ID)
+    task_id = integer(value, "task_id", minimum=1, maximum=MAX_ID)
     if await session.get(Task, task_id) is None:
         raise ApiError(
             404,

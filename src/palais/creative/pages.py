@@ -20,10 +20,11 @@ from palais.creative.jobs import ACTIVE, assets_by_job
 from palais.creative.studio import Studio
 from palais.creative.workflows import DEFAULT_TEMPLATE, template_names
 from palais.db.models import CreativeAsset, CreativeJob, Deliverable
+from palais.db.types import MAX_ID
 from palais.errors import ApiError, describe
 from palais.tasks import service as tasks
-from palais.tasks.api import MAX_ROW_ID, RowId, attach_asset_to_task
-from palais.validation import text
+from palais.tasks.api import attach_asset_to_task
+from palais.validation import RowId, text
 from palais.web.session import require_csrf, require_login
 from palais.web.templating import render
 
@@ -186,7 +187,7 @@ def _chosen_task(form: Any) -> tuple[int | None, str | None]:
         raise ApiError(422, "choose a task or type the title of a new one")
     # The length check comes first because int() raises ValueError on
     # strings of more than 4300 digits.
-    if len(raw) > len(str(MAX_ROW_ID)) or int(raw) > MAX_ROW_ID:
+    if len(raw) > len(str(MAX_ID)) or int(raw) > MAX_ID:
         raise ApiError(
             404, f"task not found: {describe(raw)}", field="task_id", value=raw
         )

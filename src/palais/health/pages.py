@@ -6,17 +6,18 @@ page polls those with htmx, so parts refresh without a full reload.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 from sqlalchemy import select
 
 from palais.db.models import Node
-from palais.db.types import MAX_ID, utcnow
+from palais.db.types import utcnow
 from palais.errors import ApiError
 from palais.health.history import cells_html, node_timelines, service_timelines
 from palais.health.overview import read_overview
+from palais.validation import RowId
 from palais.web.session import require_login
 from palais.web.templating import render
 
@@ -53,9 +54,7 @@ async def history_fragment(request: Request) -> HTMLResponse:
 
 
 @router.get("/health/fragments/history/{node_id}", response_class=HTMLResponse)
-async def service_history_fragment(
-    request: Request, node_id: Annotated[int, Path(ge=1, le=MAX_ID)]
-) -> HTMLResponse:
+async def service_history_fragment(request: Request, node_id: RowId) -> HTMLResponse:
     async with request.app.state.sessions() as session:
         name = await session.scalar(select(Node.name).where(Node.id == node_id))
         if name is None:

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, JSONResponse
 from sqlalchemy.exc import IntegrityError
 
 from palais.creative.gallery import inside
 from palais.db.models import CreativeAsset, CreativeJob, Task
+from palais.db.types import MAX_ID
 from palais.errors import ApiError
 from palais.tasks import service
-from palais.validation import integer, load_json_object, required, text
+from palais.validation import RowId, integer, load_json_object, required, text
 from palais.web.auth import require_token
 
 router = APIRouter(prefix="/api/v1/tasks", dependencies=[Depends(require_token)])
@@ -21,8 +22,6 @@ download_router = APIRouter(include_in_schema=False)
 MAX_TITLE_CHARS = 200
 # Ids are 32-bit integer columns. A larger path id is rejected with a 422
 # before it reaches the database driver, which would raise OverflowError.
-MAX_ROW_ID = 2**31 - 1
-RowId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
 
 
 @router.post("", status_code=201)
@@ -55,7 +54,7 @@ async def attach(request: Request, task_id: RowId) -> JSONResponse:
     """Attach a gallery asset: 201 when new, 200 when it was already attached."""
     body = load_json_object(await request.body())
     asset_id = integer(
-        required(body, "asset_id"), "asset_id", minimum=1, maximum=MAX_ROW_ID
+        required(body, "asset_id"), "asset_id", minimum=1, maximum=MAX_ID
     )
     deliverable, created = await attach_asset_to_task(request, task_id, asset_id)
     return JSONResponse(
