@@ -1,7 +1,8 @@
 """Current node state read as plain rows, for pages and the nodes API.
 
-It selects columns instead of ORM objects: at 100 nodes with 20 services
-each, creating 2,000 ORM instances cost more than the queries themselves.
+Builds the same views as :func:`palais.health.nodes.list_nodes`, but selects
+columns instead of ORM objects: at 100 nodes with 20 services each, creating
+2,000 ORM instances cost more than the queries themselves.
 """
 
 from __future__ import annotations
@@ -32,8 +33,7 @@ async def read_nodes(
             Node.temperature,
         ).order_by(Node.name)
     )
-    # Only the services of each node's newest report: a service that stopped
-    # being reported drops out instead of showing its last state forever.
+    # Only the services of each node's newest report, as in list_nodes.
     states = await session.execute(
         select(
             ServiceState.node_id,

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from palais.db.models import Node, ServiceState
 
 
 def iso(value: datetime | None) -> str | None:
@@ -15,3 +22,54 @@ def node_status(
     if last_seen_at is None or now - last_seen_at > timedelta(seconds=offline_after):
         return "offline"
     return "online"
+
+
+# The ORM reading of the node list. The API serves health.current.read_nodes,
+# which selects plain columns for speed, and a test checks the two agree.
+async def list_nodes(
+    session: AsyncSession, *, now: datetime, offline_after: float
+) -> list[dict[str, Any]]:
+    nodes = list(await session.scalars(select(Node).order_by(Node.name)))
+    # Only the services of each node's newest report: a service that stopped
+    # being reported drops out instead of showing its last state forever.
+    states = await session.execute(
+        select(ServiceState)
+        .join(Node, Node.id == ServiceState.node_id)
+        .where(and_(ServiceState.checked_at >= Node.last_seen_at))
+        .order_by(ServiceState.service_name)
+    )
+    services: dict[int, list[ServiceState]] = defaultdict(list)
+    for state in states.scalars():
+        services[state.node_id].append(state)
+    return [
+        node_view(node, services[node.id], now=now, offline_after=offline_after)
+        for node in nodes
+    ]
+
+
+def node_view(
+    node: Node, services: list[ServiceState], *, now: datetime, offline_after: float
+) -> dict[str, Any]:
+    status = node_status(node.last_seen_at, now, offline_after)
+    unhealthy = any(service.status == "unhealthy" for service in services)
+    return {
+        "name": node.name,
+        "tailscale_ip": node.tailscale_ip,
+        "status": status,
+        "degraded": status == "online" and unhealthy,
+        "cpu_percent": node.cpu_percent,
+        "ram_percent": node.ram_percent,
+        "disk_percent": node.disk_percent,
+        "temperature": node.temperature,
+        "last_seen_at": iso(node.last_seen_at),
+        "services": [
+            {
+                "name": service.service_name,
+                "status": service.status,
+                "response_time_ms": service.response_time_ms,
+                "checked_at": iso(service.checked_at),
+                "details": service.details,
+            }
+            for service in services
+        ],
+    }
