@@ -1,34 +1,41 @@
-"""Server time of the health dashboard on PostgreSQL: 100 nodes x 20 services.
+"""Latency of the health dashboard on PostgreSQL: 100 nodes x 20 services.
 
-Run:  .venv/bin/python bench/health_dashboard.py [--admin-url URL] [--requests N]
+Run:  .venv/bin/python bench/health_dashboard.py [--requests N]
 
-It creates its own database (dropped at the end) and seeds 100 nodes with 20
-services each, peer links and backups. It then times GET /health,
-GET /health/fragments/history and GET /api/v1/health/nodes in-process, through
-Starlette's TestClient. A middleware times each request from its start to the
-last byte of the response, so no client or network time is counted. The first
-run has an empty history, the second one day of checks every 30 s for every
-service (about 5.8 million rows of health_checks, loaded with generate_series).
+Not a test, and CI never runs it. It needs the same things as
+bench/webhook_load.py: a local PostgreSQL that accepts the ``postgres`` user
+without a password, and taskset.
+
+It creates its own database (dropped at the end), lets ``palais serve`` migrate
+it and seed 100 nodes, then fills 20 service states per node, peer links and
+backups. Each case starts a fresh ``palais serve`` pinned to ``--server-cpu``,
+with its background work running. A client pinned to ``--client-cpu`` then
+times GET /health, GET /health/fragments/history and GET /api/v1/health/nodes,
+one request at a time on one keep-alive connection, the three paths in turn.
+A time runs from sending the request to reading the last byte of the body. It
+is the server time plus the loopback transfer, so an upper bound of the
+server time.
+
+The first case has an empty history, the second one day of checks every 30 s
+for every service (about 5.8 million rows of health_checks, loaded with
+generate_series).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import re
 import statistics
+import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import asyncpg
-from fastapi.testclient import TestClient
-
-from palais.app import create_app
-from palais.config import Settings
-from palais.db.types import utcnow
-from palais.health.rollup import rollup_once
+import httpx
+from webhook_load import postgres_database, server
 
 NODES = 100
 SERVICES = 20
@@ -36,9 +43,24 @@ DAY_OF_CHECKS = 2880  # one day, every 30 s
 TOKEN = "bench-token-0123456789"
 PASSWORD = "bench-password-0123456789"
 PATHS = ("/health", "/health/fragments/history", "/api/v1/health/nodes")
+WARMUP_REQUESTS = 5
 
 
-async def admin(url: str, statement: str) -> None:
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--postgres",
+        default="postgresql://postgres@127.0.0.1:5432",
+        help="PostgreSQL server URL, without a database name",
+    )
+    parser.add_argument("--requests", type=int, default=200, help="timed requests")
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--server-cpu", default="0", help="taskset CPU list")
+    parser.add_argument("--client-cpu", default="1", help="taskset CPU list")
+    return parser.parse_args()
+
+
+async def execute(url: str, statement: str) -> None:
     connection = await asyncpg.connect(url)
     try:
         await connection.execute(statement)
@@ -46,189 +68,174 @@ async def admin(url: str, statement: str) -> None:
         await connection.close()
 
 
-async def seed_current_state(url: str) -> None:
-    """Fill nodes, service states, peer links and backups as agents would."""
-    connection = await asyncpg.connect(url)
-    try:
-        await connection.execute(
-            """
-            UPDATE nodes SET status = 'online', last_seen_at = now(),
-              cpu_percent = 10 + id % 80, ram_percent = 20 + id % 70,
-              disk_percent = 30 + id % 60, temperature = 40 + id % 30;
-            INSERT INTO service_states
-              (node_id, service_name, status, response_time_ms, checked_at, details)
-            SELECT n.id, 'service-' || s,
-                   CASE WHEN (n.id + s) % 37 = 0 THEN 'unhealthy' ELSE 'healthy' END,
-                   (n.id * s) % 50, now(), NULL
-            FROM nodes n, generate_series(1, $1::int) s;
-            INSERT INTO peer_links (node_id, peer_name, latency_ms, measured_at)
-            SELECT n.id, p.name, 5 + (n.id + p.id) % 40, now()
-            FROM nodes n JOIN nodes p
-              ON p.id IN (n.id % $2::int + 1, (n.id + 1) % $2::int + 1)
-            WHERE p.id <> n.id;
-            INSERT INTO backup_status
-              (node_id, source, last_backup_at, last_success_at, size_bytes, status,
-               created_at, updated_at)
-            SELECT id, 'restic', now() - interval '3 hours',
-                   now() - interval '3 hours', id::bigint * 1000000000, 'ok',
-                   now() - interval '30 days', now()
-            FROM nodes;
-            """.replace("$1::int", str(SERVICES)).replace("$2::int", str(NODES))
-        )
-    finally:
-        await connection.close()
+CURRENT_STATE = f"""
+UPDATE nodes SET status = 'online', last_seen_at = now(),
+  cpu_percent = 10 + id % 80, ram_percent = 20 + id % 70,
+  disk_percent = 30 + id % 60, temperature = 40 + id % 30;
+INSERT INTO service_states
+  (node_id, service_name, status, response_time_ms, checked_at, details)
+SELECT n.id, 'service-' || s,
+       CASE WHEN (n.id + s) % 37 = 0 THEN 'unhealthy' ELSE 'healthy' END,
+       (n.id * s) % 50, now(), NULL
+FROM nodes n, generate_series(1, {SERVICES}) s;
+INSERT INTO peer_links (node_id, peer_name, latency_ms, measured_at)
+SELECT n.id, p.name, 5 + (n.id + p.id) % 40, now()
+FROM nodes n JOIN nodes p
+  ON p.id IN (n.id % {NODES} + 1, (n.id + 1) % {NODES} + 1)
+WHERE p.id <> n.id;
+INSERT INTO backup_status
+  (node_id, source, last_backup_at, last_success_at, size_bytes, status,
+   created_at, updated_at)
+SELECT id, 'restic', now() - interval '3 hours',
+       now() - interval '3 hours', id::bigint * 1000000000, 'ok',
+       now() - interval '30 days', now()
+FROM nodes;
+"""
+
+ONE_DAY = f"""
+INSERT INTO health_checks
+  (node_id, service_name, status, response_time_ms, checked_at, details)
+SELECT n.id, 'service-' || s,
+       CASE WHEN (n.id + s + i) % 97 = 0 THEN 'unhealthy' ELSE 'healthy' END,
+       (n.id + s + i) % 50,
+       now() - i * interval '30 seconds',
+       NULL
+FROM nodes n, generate_series(1, {SERVICES}) s,
+     generate_series(0, {DAY_OF_CHECKS - 1}) i;
+ANALYZE health_checks;
+CHECKPOINT;
+"""
 
 
-async def load_one_day(url: str) -> float:
-    """Insert one day of checks every 30 s for every service; return seconds."""
+async def load_one_day(url: str) -> None:
     started = time.perf_counter()
+    await execute(url, ONE_DAY)
     connection = await asyncpg.connect(url)
     try:
-        await connection.execute(
-            f"""
-            INSERT INTO health_checks
-              (node_id, service_name, status, response_time_ms, checked_at, details)
-            SELECT n.id, 'service-' || s,
-                   CASE WHEN (n.id + s + i) % 97 = 0 THEN 'unhealthy'
-                        ELSE 'healthy' END,
-                   (n.id + s + i) % 50,
-                   now() - i * interval '30 seconds',
-                   NULL
-            FROM nodes n, generate_series(1, {SERVICES}) s,
-                 generate_series(0, {DAY_OF_CHECKS - 1}) i;
-            ANALYZE health_checks;
-            """
-        )
         count = await connection.fetchval("SELECT count(*) FROM health_checks")
     finally:
         await connection.close()
     print(f"loaded {count} health checks in {time.perf_counter() - started:.1f} s")
-    return time.perf_counter() - started
 
 
-def roll_up(client: TestClient, app) -> None:  # noqa: ANN001
-    """Run one pass of the background rollup, as the running server would."""
+async def wait_for_rollup(url: str) -> None:
+    """Wait until the server's background rollup has settled.
 
-    async def run() -> int:
-        async with app.state.sessions() as session:
-            return await rollup_once(session, utcnow())
+    A pass re-reads the id range of the pass before, so after a bulk load the
+    first two passes each read the whole last two hours. Timing starts once
+    both bounds of the rolled-up range have reached the newest check.
+    """
+    connection = await asyncpg.connect(url)
+    try:
+        for _ in range(240):
+            settled = await connection.fetchval(
+                "SELECT coalesce(max(c.id), 0) = coalesce(min(s.previous_check_id),"
+                " coalesce(max(c.id), 0))"
+                " FROM health_checks c, history_rollup_state s"
+            )
+            settled = settled or not await connection.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM health_checks)"
+            )
+            if settled:
+                return
+            await asyncio.sleep(0.5)
+    finally:
+        await connection.close()
+    raise SystemExit("the server's rollup did not settle in 120 s")
 
-    started = time.perf_counter()
-    rows = client.portal.call(run)
-    elapsed = time.perf_counter() - started
-    print(f"rollup pass: {rows} minute rows in {elapsed * 1000:.0f} ms")
 
-
-def log_in(client: TestClient) -> None:
+def log_in(client: httpx.Client) -> None:
     form = client.get("/login").text
     token = re.search(r'name="csrf_token" value="([^"]+)"', form).group(1)
-    response = client.post(
-        "/login",
-        data={"password": PASSWORD, "csrf_token": token},
-        follow_redirects=False,
-    )
-    assert response.status_code == 303, response.text
+    response = client.post("/login", data={"password": PASSWORD, "csrf_token": token})
+    if response.status_code != 303:
+        raise SystemExit(f"login failed: {response.status_code} {response.text}")
 
 
-class ServerTimer:
-    """ASGI middleware that records the time from request to last body byte."""
-
-    def __init__(self, app) -> None:  # noqa: ANN001
-        self.app = app
-        self.timings: list[float] = []
-
-    async def __call__(self, scope, receive, send) -> None:  # noqa: ANN001
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-
-        async def timed_send(message) -> None:  # noqa: ANN001
-            await send(message)
-            if message["type"] == "http.response.body" and not message.get("more_body"):
-                self.timings.append((time.perf_counter() - started) * 1000)
-
-        await self.app(scope, receive, timed_send)
-
-
-def measure(
-    client: TestClient, timer: ServerTimer, path: str, requests: int
-) -> dict[str, float]:
+def time_paths(client: httpx.Client, requests: int) -> dict[str, dict[str, float]]:
+    """Request every path in turn, so that a slow moment affects them all."""
     headers = {"Authorization": f"Bearer {TOKEN}"}
-    for _ in range(5):
-        assert client.get(path, headers=headers).status_code == 200
-    timer.timings.clear()
-    for _ in range(requests):
-        assert client.get(path, headers=headers).status_code == 200
-    timings = sorted(timer.timings)
+    timings: dict[str, list[float]] = {path: [] for path in PATHS}
+    sizes: dict[str, int] = {}
+    for index in range(WARMUP_REQUESTS + requests):
+        for path in PATHS:
+            started = time.perf_counter()
+            response = client.get(path, headers=headers)
+            elapsed = (time.perf_counter() - started) * 1000
+            if response.status_code != 200:
+                raise SystemExit(f"GET {path}: {response.status_code}")
+            sizes[path] = len(response.content)
+            if index >= WARMUP_REQUESTS:
+                timings[path].append(elapsed)
+    return {path: summary(timings[path], sizes[path]) for path in PATHS}
+
+
+def summary(timings: list[float], size: int) -> dict[str, float]:
+    timings = sorted(timings)
     return {
         "p50": statistics.median(timings),
         "p95": timings[int(len(timings) * 0.95) - 1],
         "max": timings[-1],
+        "kib": size / 1024,
     }
 
 
-def run_case(settings: Settings, requests: int) -> dict[str, dict[str, float]]:
-    app = create_app(settings, run_workers=False)
-    timer = ServerTimer(app)
-    with TestClient(timer) as client:
-        roll_up(client, app)
-        roll_up(client, app)
-        log_in(client)
-        return {path: measure(client, timer, path, requests) for path in PATHS}
+def run_case(
+    args: argparse.Namespace, url: str, work_dir: Path, label: str, requests: int
+) -> dict[str, dict[str, float]]:
+    """Start a server, wait for its rollup, time every path, stop it."""
+    command = [str(Path(sys.executable).parent / "palais"), "serve"]
+    command += ["--port", str(args.port)]
+    log = work_dir / f"palais-{label}.log"
+    with server(command, server_env(url, work_dir), args.server_cpu, args.port, log):
+        if not requests:
+            return {}
+        asyncio.run(wait_for_rollup(url))
+        base = f"http://127.0.0.1:{args.port}"
+        with httpx.Client(base_url=base, timeout=30) as client:
+            log_in(client)
+            return time_paths(client, requests)
+
+
+def server_env(url: str, work_dir: Path) -> dict[str, str]:
+    return {
+        "PALAIS_DATA_DIR": str(work_dir / "data"),
+        "PALAIS_DATABASE_URL": url,
+        "PALAIS_API_TOKEN": TOKEN,
+        "PALAIS_ADMIN_PASSWORD": PASSWORD,
+        "PALAIS_SELF_AGENT": "false",
+        "PALAIS_NODES": ",".join(f"node-{index:03d}" for index in range(NODES)),
+    }
 
 
 def print_table(label: str, results: dict[str, dict[str, float]]) -> None:
-    print(f"\n{label}")
-    print(f"{'path':34} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}")
+    print(f"\n{label} (load average {os.getloadavg()[0]:.1f})")
+    print(f"{'path':30} {'KiB':>6} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}")
     for path, figures in results.items():
         print(
-            f"{path:34} {figures['p50']:8.1f} {figures['p95']:8.1f} "
-            f"{figures['max']:8.1f}"
+            f"{path:30} {figures['kib']:6.0f} {figures['p50']:8.1f} "
+            f"{figures['p95']:8.1f} {figures['max']:8.1f}"
         )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--admin-url",
-        default="postgresql://postgres@127.0.0.1:5432/postgres",
-        help="PostgreSQL URL allowed to create and drop databases",
-    )
-    parser.add_argument("--requests", type=int, default=200, help="timed requests")
-    args = parser.parse_args()
-
-    name = f"palais_bench_{uuid.uuid4().hex[:8]}"
-    base = args.admin_url.rsplit("/", 1)[0]
-    url = f"{base}/{name}"
-    asyncio.run(admin(args.admin_url, f'CREATE DATABASE "{name}"'))
-    try:
-        with tempfile.TemporaryDirectory() as data_dir:
-            settings = Settings(
-                data_dir=Path(data_dir),
-                database_url=url,
-                api_token=TOKEN,
-                admin_password=PASSWORD,
-                session_secret="bench-session-secret",
-                self_agent=False,
-                nodes=",".join(f"node-{index:03d}" for index in range(NODES)),
-            )
-            # The first start migrates and seeds the nodes.
-            with TestClient(create_app(settings, run_workers=False)):
-                pass
-            asyncio.run(seed_current_state(url))
-            empty = run_case(settings, args.requests)
-            print_table("empty history", empty)
-            asyncio.run(load_one_day(url))
-            full = run_case(settings, args.requests)
-            print_table("one day of checks every 30 s", full)
-            print("\nratio one day / empty (p95):")
-            for path in PATHS:
-                ratio = full[path]["p95"] / empty[path]["p95"]
-                print(f"  {path:34} {ratio:.2f}")
-    finally:
-        drop = f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'
-        asyncio.run(admin(args.admin_url, drop))
+    args = parse_args()
+    work_dir = Path(tempfile.mkdtemp(prefix="palais-bench-"))
+    print(f"server logs and data directory: {work_dir}")
+    # The server is pinned to --server-cpu; the client and the loads stay here.
+    os.sched_setaffinity(0, {int(cpu) for cpu in args.client_cpu.split(",")})
+    with postgres_database(args.postgres) as url:
+        # The first start migrates the database and seeds the nodes.
+        run_case(args, url, work_dir, "seed", requests=0)
+        asyncio.run(execute(url, CURRENT_STATE))
+        empty = run_case(args, url, work_dir, "empty", args.requests)
+        print_table("empty history", empty)
+        asyncio.run(load_one_day(url))
+        full = run_case(args, url, work_dir, "day", args.requests)
+        print_table("one day of checks every 30 s", full)
+    print("\nratio one day / empty (p95):")
+    for path in PATHS:
+        print(f"  {path:30} {full[path]['p95'] / empty[path]['p95']:.2f}")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -22,6 +23,7 @@ from palais.health.ingest import NodeIds
 from palais.health.retention import retention_loop
 from palais.health.self_agent import self_agent_loop
 from palais.web.body_limit import BodyLimitMiddleware
+from palais.web.compression import CompressionMiddleware
 from palais.web.dashboard import (
     add_dashboard_workers,
     install_dashboard,
@@ -67,6 +69,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     workers = _register_workers(app, settings)
     if app.state.run_workers:
         workers.start()
+    if app.state.freeze_gc:
+        freeze_startup_objects()
     log.info("Palais %s started (database: %s)", __version__, engine.dialect.name)
     try:
         yield
@@ -76,19 +80,41 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         log.info("Palais stopped")
 
 
+def freeze_startup_objects() -> None:
+    """Keep what startup built out of every later garbage collection.
+
+    Modules, the ORM mappings, compiled templates and caches live as long as
+    the process. Without this, each full collection walks all of them again,
+    and on the dashboard's larger pages that costs tens of milliseconds.
+    """
+    gc.collect()
+    gc.freeze()
+    log.info("objects kept out of garbage collection: %d", gc.get_freeze_count())
+
+
+def serve_app() -> FastAPI:
+    """Build the app of ``palais serve``: settings from the environment, GC tuned."""
+    return create_app(freeze_gc=True)
+
+
 def create_app(
-    settings: Settings | None = None, *, run_workers: bool = True
+    settings: Settings | None = None,
+    *,
+    run_workers: bool = True,
+    freeze_gc: bool = False,
 ) -> FastAPI:
     settings = settings or Settings()
     settings.ensure_data_dir()
     app = FastAPI(title="Palais", version=__version__, lifespan=lifespan)
     app.state.settings = settings
     app.state.run_workers = run_workers
+    app.state.freeze_gc = freeze_gc
     app.state.api_token = settings.secret("api_token")
     app.state.session_secret = settings.secret("session_secret")
 
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(CompressionMiddleware)
     app.include_router(health_api.router)
     install_dashboard(app)
     install_creative(app)

@@ -65,7 +65,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from palais.app import create_app
 
     settings = load_settings()
-    app = create_app(settings)
+    app = create_app(settings, freeze_gc=True)
     if settings.api_token is None:
         log.info("API token file: %s", (settings.data_dir / "api_token").resolve())
     options = {"host": args.host, "port": args.port, "log_config": LOGGING}
@@ -77,7 +77,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # here first means the workers find the schema current and skip it.
     cmd_migrate(args)
     uvicorn.run(
-        "palais.app:create_app",
+        "palais.app:serve_app",
         factory=True,
         workers=args.workers,
         access_log=False,

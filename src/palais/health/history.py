@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import Any
 
 from markupsafe import Markup
@@ -21,16 +22,43 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
 from palais.db.models import HealthCheck, HealthMinute, Node
+from palais.health.nodes import natural_key
 
 MINUTES = 60
 RANK = {"healthy": 1, "unknown": 2, "unhealthy": 3}
 STATUS_OF_RANK = {rank: status for status, rank in RANK.items()}
+CELL_STATUSES = (*RANK, "none")
 
 
 @dataclass(frozen=True)
 class Window:
     start: datetime
     minutes: list[datetime]
+
+    @cached_property
+    def _spans(self) -> list[dict[str, str]]:
+        """Each minute's cell markup for each status, built once per window.
+
+        Only fixed status names and formatted times go into the markup, so
+        there is nothing to escape.
+        """
+        return [
+            {
+                status: f'<span class="cell {status}" title="{minute:%H:%M} '
+                f'{status}"></span>'
+                for status in CELL_STATUSES
+            }
+            for minute in self.minutes
+        ]
+
+    def cells(self, ranks: dict[datetime, int]) -> Markup:
+        """Render one timeline row: the worst status of each minute."""
+        return Markup(
+            "".join(
+                spans[STATUS_OF_RANK.get(ranks.get(minute, 0), "none")]
+                for minute, spans in zip(self.minutes, self._spans, strict=True)
+            )
+        )
 
 
 def last_hour(now: datetime) -> Window:
@@ -64,28 +92,6 @@ def status_rank() -> ColumnElement[int]:
     )
 
 
-def _cells(ranks: dict[datetime, int], window: Window) -> list[dict[str, Any]]:
-    return [
-        {"minute": minute, "status": STATUS_OF_RANK.get(ranks.get(minute, 0), "none")}
-        for minute in window.minutes
-    ]
-
-
-def cells_html(cells: list[dict[str, Any]]) -> Markup:
-    """Render a row of cells in Python: 6,000 cells are too slow for Jinja.
-
-    Only fixed status names and formatted times go into the markup, so there
-    is nothing to escape.
-    """
-    return Markup(
-        "".join(
-            f'<span class="cell {cell["status"]}" '
-            f'title="{cell["minute"]:%H:%M} {cell["status"]}"></span>'
-            for cell in cells
-        )
-    )
-
-
 async def node_timelines(
     session: AsyncSession, now: datetime
 ) -> tuple[Window, list[dict[str, Any]]]:
@@ -103,9 +109,10 @@ async def node_timelines(
     ranks: dict[int, dict[datetime, int]] = defaultdict(dict)
     for node_id, minute, rank in rows:
         ranks[node_id][minute] = rank
-    nodes = await session.execute(select(Node.id, Node.name).order_by(Node.name))
+    nodes = (await session.execute(select(Node.id, Node.name))).all()
+    nodes.sort(key=lambda node: natural_key(node.name))
     return window, [
-        {"id": node_id, "name": name, "cells": _cells(ranks[node_id], window)}
+        {"id": node_id, "name": name, "cells": window.cells(ranks[node_id])}
         for node_id, name in nodes
     ]
 
@@ -125,6 +132,6 @@ async def service_timelines(
     for service, value, rank in rows:
         ranks[service][to_minute(value)] = rank
     return window, [
-        {"name": service, "cells": _cells(ranks[service], window)}
-        for service in sorted(ranks)
+        {"name": service, "cells": window.cells(ranks[service])}
+        for service in sorted(ranks, key=natural_key)
     ]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import and_, select
@@ -14,6 +16,26 @@ from palais.db.models import Node, ServiceState
 
 def iso(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+DIGITS = re.compile(r"(\d+)")
+
+
+@lru_cache(maxsize=8192)
+def natural_key(name: str) -> tuple[tuple[tuple[int, int | str], ...], str]:
+    """Sort key that puts ``s2`` before ``s10`` and ignores case.
+
+    ``DIGITS.split`` puts the runs of digits at the odd positions. The name
+    itself breaks ties (``s01`` and ``s1``), so the order is always the same.
+    Names repeat on every read of the dashboard, so the keys are cached.
+    """
+    parts = DIGITS.split(name)
+    key = tuple(
+        (1, int(part)) if index % 2 else (0, part.casefold())
+        for index, part in enumerate(parts)
+        if part
+    )
+    return key, name
 
 
 def node_status(
@@ -29,18 +51,21 @@ def node_status(
 async def list_nodes(
     session: AsyncSession, *, now: datetime, offline_after: float
 ) -> list[dict[str, Any]]:
-    nodes = list(await session.scalars(select(Node).order_by(Node.name)))
+    nodes = sorted(
+        await session.scalars(select(Node)), key=lambda node: natural_key(node.name)
+    )
     # Only the services of each node's newest report: a service that stopped
     # being reported drops out instead of showing its last state forever.
     states = await session.execute(
         select(ServiceState)
         .join(Node, Node.id == ServiceState.node_id)
         .where(and_(ServiceState.checked_at >= Node.last_seen_at))
-        .order_by(ServiceState.service_name)
     )
     services: dict[int, list[ServiceState]] = defaultdict(list)
     for state in states.scalars():
         services[state.node_id].append(state)
+    for node_services in services.values():
+        node_services.sort(key=lambda state: natural_key(state.service_name))
     return [
         node_view(node, services[node.id], now=now, offline_after=offline_after)
         for node in nodes

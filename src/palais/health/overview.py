@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from palais.config import Settings
+from palais.health import cards
 from palais.health.backup import list_backups
 from palais.health.current import read_nodes
 from palais.health.vpn import read_vpn
@@ -161,79 +162,67 @@ def _layout(nodes: list[MapNode]) -> VpnMap:
     return graph
 
 
-async def read_overview(
+async def read_cards(
     session: AsyncSession, settings: Settings, now: datetime
 ) -> dict[str, Any]:
+    """The node cards: current metrics and services, with their markup."""
+    nodes = await read_nodes(
+        session, now=now, offline_after=settings.offline_after_seconds
+    )
+    for node in nodes:
+        _add_card_fields(node)
+    return {"nodes": nodes, "now": now}
+
+
+async def read_map(
+    session: AsyncSession, settings: Settings, now: datetime
+) -> dict[str, Any]:
+    """The VPN map: Palais nodes merged with the stored Headscale topology."""
     nodes = await read_nodes(
         session, now=now, offline_after=settings.offline_after_seconds
     )
     vpn = await read_vpn(session, settings, now)
+    return {"vpn": vpn, "map": build_map(nodes, vpn, now), "now": now}
+
+
+async def read_backups(
+    session: AsyncSession, settings: Settings, now: datetime
+) -> dict[str, Any]:
     backups = await list_backups(
         session, now=now, stale_hours=settings.backup_stale_hours
     )
-    insights = await list_insights(session, open_only=True, limit=50)
-    for node in nodes:
-        _add_card_fields(node)
     for backup in backups:
         backup["size_human"] = human_size(backup["size_bytes"])
         backup["alert"] = _backup_alert(backup)
+    return {"backups": backups, "now": now}
+
+
+async def read_open_insights(
+    session: AsyncSession, _settings: Settings, now: datetime
+) -> dict[str, Any]:
+    insights = await list_insights(session, open_only=True, limit=50)
+    return {"insights": insights, "now": now}
+
+
+async def read_overview(
+    session: AsyncSession, settings: Settings, now: datetime
+) -> dict[str, Any]:
+    """Everything the full page shows but its history, which loads apart."""
+    cards = await read_cards(session, settings, now)
+    vpn = await read_vpn(session, settings, now)
     return {
-        "nodes": nodes,
+        **cards,
         "vpn": vpn,
-        "map": build_map(nodes, vpn, now),
-        "backups": backups,
-        "insights": insights,
-        "now": now,
-    }
-
-
-GAUGE_CIRCUMFERENCE = 150.8  # 2 * pi * 24, the gauge circle's radius
-
-
-def gauge(label: str, value: float | None, maximum: float, unit: str) -> dict:
-    """Return what the template needs to draw one ring gauge."""
-    if value is None:
-        return {"label": label, "text": "?", "dash": 0, "level": "none", "aria": "?"}
-    fraction = min(max(value / maximum, 0.0), 1.0)
-    level = "low"
-    if fraction >= 0.9:
-        level = "high"
-    elif fraction >= 0.75:
-        level = "mid"
-    return {
-        "label": label,
-        "text": f"{value:.0f}{unit}",
-        "dash": round(GAUGE_CIRCUMFERENCE * fraction, 1),
-        "level": level,
-        "aria": f"{value:g}{unit}",
+        "map": build_map(cards["nodes"], vpn, now),
+        **await read_backups(session, settings, now),
+        **await read_open_insights(session, settings, now),
     }
 
 
 def _add_card_fields(node: dict[str, Any]) -> None:
-    """Precompute the card's gauges and labels; Python is faster than Jinja here."""
     node["card_status"] = "degraded" if node["degraded"] else node["status"]
-    node["gauges"] = [
-        gauge("CPU", node["cpu_percent"], 100, "%"),
-        gauge("RAM", node["ram_percent"], 100, "%"),
-        gauge("Disk", node["disk_percent"], 100, "%"),
-    ]
-    if node["temperature"] is not None:
-        node["gauges"].append(gauge("Temp", node["temperature"], 100, "°C"))
-    for service in node["services"]:
-        time_ms = service["response_time_ms"]
-        service["time_text"] = "" if time_ms is None else f"{time_ms:.0f} ms"
-        service["error"] = _check_error(service)
-
-
-def _check_error(service: dict[str, Any]) -> str | None:
-    """Return the reason a check failed, from its details, cut for the card."""
-    details = service.get("details")
-    if service["status"] == "healthy" or not isinstance(details, dict):
-        return None
-    error = details.get("error")
-    if error is None and "status_code" in details:
-        error = f"HTTP {details['status_code']}"
-    return str(error)[:120] if error is not None else None
+    node["gauges_html"] = cards.gauges(node)
+    node["services_html"] = cards.services(node["services"])
 
 
 def _backup_alert(backup: dict[str, Any]) -> str | None:

@@ -6,40 +6,54 @@ page polls those with htmx, so parts refresh without a full reload.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from palais.config import Settings
 from palais.db.models import Node
 from palais.db.types import utcnow
 from palais.errors import ApiError
-from palais.health.history import cells_html, node_timelines, service_timelines
-from palais.health.overview import read_overview
+from palais.health.history import node_timelines, service_timelines
+from palais.health.overview import (
+    read_backups,
+    read_cards,
+    read_map,
+    read_open_insights,
+    read_overview,
+)
 from palais.validation import RowId
 from palais.web.session import require_login
 from palais.web.templating import render
 
+Reader = Callable[[AsyncSession, Settings, datetime], Awaitable[dict[str, Any]]]
+
 router = APIRouter(include_in_schema=False, dependencies=[Depends(require_login)])
 
-FRAGMENTS = {
-    "map": "health/_map.html",
-    "insights": "health/_insights.html",
-    "backups": "health/_backups.html",
-    "nodes": "health/_cards.html",
+# Each fragment reads only what its panel shows: the page polls them every
+# 10 to 15 s, so a panel must not pay for the others' queries.
+FRAGMENTS: dict[str, tuple[str, Reader]] = {
+    "map": ("health/_map.html", read_map),
+    "insights": ("health/_insights.html", read_open_insights),
+    "backups": ("health/_backups.html", read_backups),
+    "nodes": ("health/_cards.html", read_cards),
 }
 
 
-async def _overview(request: Request) -> dict[str, Any]:
+async def _read(request: Request, reader: Reader) -> dict[str, Any]:
     state = request.app.state
     async with state.sessions() as session:
-        return await read_overview(session, state.settings, utcnow())
+        return await reader(session, state.settings, utcnow())
 
 
 @router.get("/health", response_class=HTMLResponse)
 async def health_page(request: Request) -> HTMLResponse:
-    return render(request, "health/page.html", await _overview(request))
+    return render(request, "health/page.html", await _read(request, read_overview))
 
 
 @router.get("/health/fragments/history", response_class=HTMLResponse)
@@ -49,7 +63,7 @@ async def history_fragment(request: Request) -> HTMLResponse:
     return render(
         request,
         "health/_history.html",
-        {"window": window, "timelines": timelines, "cells_html": cells_html},
+        {"window": window, "timelines": timelines},
     )
 
 
@@ -69,15 +83,14 @@ async def service_history_fragment(request: Request, node_id: RowId) -> HTMLResp
             "node_name": name,
             "window": window,
             "timelines": timelines,
-            "cells_html": cells_html,
         },
     )
 
 
 @router.get("/health/fragments/{part}", response_class=HTMLResponse)
 async def panel_fragment(request: Request, part: str) -> HTMLResponse:
-    template = FRAGMENTS.get(part)
-    if template is None:
+    fragment = FRAGMENTS.get(part)
+    if fragment is None:
         raise ApiError(
             404,
             f"unknown fragment {part!r}",
@@ -85,4 +98,5 @@ async def panel_fragment(request: Request, part: str) -> HTMLResponse:
             value=part,
             accepted=", ".join(FRAGMENTS),
         )
-    return render(request, template, await _overview(request))
+    template, reader = fragment
+    return render(request, template, await _read(request, reader))

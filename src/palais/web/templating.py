@@ -41,9 +41,10 @@ def time_ago(value: str | datetime | None, now: datetime | None = None) -> Marku
     if abs(seconds) >= 86400:
         clock = moment.strftime("%Y-%m-%d %H:%M UTC")
     relative = f"in {_span(-seconds)}" if seconds < 0 else f"{_span(seconds)} ago"
-    return Markup('<time datetime="{}">{}</time> ({})').format(
-        moment.isoformat(), clock, relative
-    )
+    # Every part is a formatted date or number, so nothing needs escaping, and
+    # an f-string is several times faster than Markup.format on a page that
+    # shows hundreds of times.
+    return Markup(f'<time datetime="{moment.isoformat()}">{clock}</time> ({relative})')
 
 
 def _span(seconds: float) -> str:
