@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
@@ -16,6 +16,13 @@ from palais.db.models import Node, ServiceState
 
 def iso(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+def plain_time(value: datetime | str) -> str:
+    """Format a UTC time for a sentence a person reads: ``2026-12-04 19:02 UTC``."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 DIGITS = re.compile(r"(\d+)")
