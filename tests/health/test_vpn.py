@@ -150,10 +150,38 @@ async def test_unknown_routes_on_both_paths(headscale: FakeHeadscale) -> None:
     assert message == "Headscale returned HTTP 404 on /api/v1/machine: Not Found"
 
 
-async def test_invalid_timestamp_is_an_error(headscale: FakeHeadscale) -> None:
-    headscale.set_nodes([{"id": "1", "name": "x", "lastSeen": "yesterday"}])
+async def test_unreadable_node_is_skipped(
+    headscale: FakeHeadscale, caplog: pytest.LogCaptureFixture
+) -> None:
+    good = headscale.nodes()[0]
+    headscale.set_nodes(
+        [
+            {"id": "7", "name": "x", "lastSeen": "yesterday"},
+            {"id": "8", "name": "y", "ipAddresses": "100.64.0.9"},
+            "not a node",
+            good,
+        ]
+    )
+    _, nodes = await list_nodes(headscale)
+    assert [node.name for node in nodes] == [good["givenName"]]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [
+        f"skipped a Headscale node: {headscale.list_key}[0] (id 7).lastSeen: "
+        "invalid timestamp 'yesterday'",
+        f"skipped a Headscale node: {headscale.list_key}[1] (id 8).ipAddresses "
+        "is not a list of strings",
+        f"skipped a Headscale node: {headscale.list_key}[2] is not an object",
+    ]
+
+
+async def test_no_readable_node_is_an_error(headscale: FakeHeadscale) -> None:
+    headscale.set_nodes([{"id": "1", "name": "x", "expiry": "soon"}])
     message = await failure_of(headscale)
-    assert "invalid timestamp" in message
+    assert message == (
+        "none of the 1 Headscale nodes could be read; the first: "
+        f"{headscale.list_key}[0] (id 1).expiry: invalid timestamp 'soon'"
+    )
+    assert "5 minutes" not in message
 
 
 @pytest.fixture

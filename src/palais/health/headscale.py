@@ -127,6 +127,12 @@ def _detail(body: str) -> str:
 
 
 def parse_node_list(response: httpx.Response, key: str, now: datetime) -> list[VpnNode]:
+    """Parse the node list, skipping with a warning each node that cannot be read.
+
+    One odd node (a hand-edited database, a newer field format) should not
+    hide the rest of the fleet. A list in which no node can be read points to
+    an API change, so it fails the poll.
+    """
     try:
         document = response.json()
     except ValueError:
@@ -134,20 +140,30 @@ def parse_node_list(response: httpx.Response, key: str, now: datetime) -> list[V
     items = document.get(key) if isinstance(document, dict) else None
     if not isinstance(items, list):
         raise HeadscaleError(f"Headscale's response has no list under {key!r}")
-    nodes = []
+    nodes, problems = [], []
     for index, item in enumerate(items):
-        if not isinstance(item, dict):
-            raise HeadscaleError(f"Headscale's {key}[{index}] is not an object")
-        nodes.append(parse_node(item, now, f"{key}[{index}]"))
+        try:
+            nodes.append(parse_node(item, now, f"{key}[{index}]"))
+        except HeadscaleError as exc:
+            log.warning("skipped a Headscale node: %s", exc)
+            problems.append(str(exc))
+    if problems and not nodes:
+        raise HeadscaleError(
+            f"none of the {len(items)} Headscale nodes could be read; "
+            f"the first: {problems[0]}"
+        )
     return nodes
 
 
-def parse_node(item: dict[str, Any], now: datetime, where: str) -> VpnNode:
+def parse_node(item: Any, now: datetime, where: str) -> VpnNode:
     """Map one ``v1Node`` or ``v1Machine`` to :class:`VpnNode`.
 
     Missing keys are accepted like ``null``. Status comes from ``online`` and
     the expiry only: newer servers update ``lastSeen`` on disconnect alone.
     """
+    if not isinstance(item, dict):
+        raise HeadscaleError(f"{where} is not an object")
+    where = f"{where} (id {str(item.get('id'))[:40]})"
     name = item.get("givenName") or item.get("name") or f"id-{item.get('id')}"
     expiry = _time(item.get("expiry"), f"{where}.expiry", now)
     if expiry is not None and expiry.year == ZERO_TIME_YEAR:
@@ -157,18 +173,28 @@ def parse_node(item: dict[str, Any], now: datetime, where: str) -> VpnNode:
     tags = item.get("tags")
     if tags is None:
         # Before 0.28 the tags were split into forced and valid ones.
-        tags = list(item.get("forcedTags") or []) + list(item.get("validTags") or [])
+        tags = _strings(item.get("forcedTags"), f"{where}.forcedTags")
+        tags += _strings(item.get("validTags"), f"{where}.validTags")
     return VpnNode(
         id=str(item.get("id", "")),
         name=str(name),
-        ips=[str(ip) for ip in item.get("ipAddresses") or []],
+        ips=_strings(item.get("ipAddresses"), f"{where}.ipAddresses"),
         online=item.get("online") is True,
         expired=expiry is not None and expiry <= now,
         expiry=_iso(expiry),
         last_seen_at=_iso(last_seen),
         user=str(user.get("name")) if isinstance(user, dict) else None,
-        tags=[str(tag) for tag in tags],
+        tags=_strings(tags, f"{where}.tags"),
     )
+
+
+def _strings(value: Any, where: str) -> list[str]:
+    """Return a list of strings; a missing list is empty."""
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
+        raise HeadscaleError(f"{where} is not a list of strings")
+    return list(value)
 
 
 def _time(value: Any, field: str, now: datetime) -> datetime | None:
@@ -176,10 +202,11 @@ def _time(value: Any, field: str, now: datetime) -> datetime | None:
         return None
     try:
         return v.timestamp(value, field, now=now, allow_future=True)
-    except ApiError as exc:
-        raise HeadscaleError(
-            f"Headscale sent an invalid timestamp: {exc.error}"
-        ) from None
+    except ApiError:
+        # The webhook's message would add "at most 5 minutes in the future",
+        # which does not apply here because expiries are rightly in the future.
+        value_text = repr(value)[:60]
+        raise HeadscaleError(f"{field}: invalid timestamp {value_text}") from None
 
 
 def _iso(value: datetime | None) -> str | None:
