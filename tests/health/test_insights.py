@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 from fastapi.testclient import TestClient
@@ -45,6 +46,12 @@ def test_offline_node_opens_and_resolves(client: TestClient) -> None:
     opened = insights(client, "?open=true")
     assert [insight["title"] for insight in opened] == ["Node rpi5 is offline"]
     assert opened[0]["severity"] == "warning"
+    # The body is read by people: a plain UTC minute, not an ISO timestamp.
+    assert re.fullmatch(
+        r"No report from rpi5 since \d{4}-\d\d-\d\d \d\d:\d\d UTC "
+        r"\(offline after \d+ s\)\.",
+        opened[0]["body"],
+    )
 
     post_report(client, "rpi5", [])
     evaluate(client)

@@ -27,7 +27,7 @@ from palais import validation as v
 from palais.db.models import BackupStatus, Node
 from palais.db.upsert import insert_for
 from palais.errors import ApiError
-from palais.health.nodes import iso
+from palais.health.nodes import iso, plain_time
 from palais.health.report import node_name
 from palais.insights.service import open_insight, open_keys, resolve_insights
 
@@ -279,7 +279,7 @@ async def _sync_insight(
     else:
         body = (
             f"The last successful backup of {source} on {node} was at "
-            f"{view['last_success_at']}, more than {stale_hours:g} h ago."
+            f"{plain_time(view['last_success_at'])}, more than {stale_hours:g} h ago."
         )
     await open_insight(
         session,

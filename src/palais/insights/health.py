@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from palais.db.models import Node, ServiceState
-from palais.health.nodes import iso
+from palais.health.nodes import plain_time
 from palais.insights.service import open_insight, open_keys, resolve_insights
 
 OFFLINE_PREFIX = "node-offline:"
@@ -53,7 +53,7 @@ async def _evaluate_offline(
             source="health",
             title=f"Node {name} is offline",
             body=(
-                f"No report from {name} since {iso(last_seen_at)} "
+                f"No report from {name} since {plain_time(last_seen_at)} "
                 f"(offline after {offline_after:g} s)."
             ),
             now=now,
