@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import stat
 from collections.abc import Callable
 
+import httpx
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from palais.app import create_app
 from palais.config import Settings
 from palais.web.session import hash_password, verify_password
-from tests.conftest import TOKEN, run_in_app
+from tests.conftest import TOKEN, ServerProcess, run_in_app
 from tests.web.conftest import ADMIN_PASSWORD, csrf_from, log_in
 
 
@@ -150,6 +152,43 @@ def test_repeated_failures_are_throttled(web_client: TestClient) -> None:
     assert int(blocked.headers["retry-after"]) > 0
     assert "Too many failed logins" in blocked.text
     assert web_client.get("/health", follow_redirects=False).status_code == 303
+
+
+def test_failures_shared_by_apps_and_restarts(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    # Two apps on one database stand for two --workers processes, or for a
+    # server before and after a restart.
+    settings = settings_factory(admin_password=ADMIN_PASSWORD)
+    with TestClient(create_app(settings, run_workers=False)) as first:
+        for _ in range(6):
+            assert log_in(first, password="wrong").status_code == 401
+    with TestClient(create_app(settings, run_workers=False)) as second:
+        for _ in range(4):
+            assert log_in(second, password="wrong").status_code == 401
+        assert log_in(second).status_code == 429
+
+
+def test_parallel_guesses_stop_at_the_limit(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    server = server_factory(PALAIS_ADMIN_PASSWORD=ADMIN_PASSWORD)
+    server.extra_args = ["--workers", "2"]
+    server.start()
+
+    async def guess_all() -> list[int]:
+        limits = httpx.Limits(max_keepalive_connections=0)
+        async with httpx.AsyncClient(base_url=server.url, limits=limits) as client:
+            token = csrf_from((await client.get("/login")).text)
+            form = {"password": "wrong", "csrf_token": token}
+            responses = await asyncio.gather(
+                *(client.post("/login", data=form) for _ in range(30))
+            )
+        return [response.status_code for response in responses]
+
+    statuses = asyncio.run(guess_all())
+    assert statuses.count(401) <= 10
+    assert statuses.count(401) + statuses.count(429) == 30
 
 
 def test_success_clears_failures(web_client: TestClient) -> None:

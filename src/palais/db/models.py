@@ -288,6 +288,24 @@ class AdminCredential(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
+class LoginFailure(Base):
+    """A failed or ongoing dashboard login, kept for the throttle's window.
+
+    In the database rather than in memory, so that every ``--workers``
+    process and a restart see the same count.
+    """
+
+    __tablename__ = "login_failures"
+    __table_args__ = (
+        Index("ix_login_failures_client_failed_at", "client", "failed_at"),
+        Index("ix_login_failures_failed_at", "failed_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    client: Mapped[str] = mapped_column(String(64))
+    failed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 class VpnSnapshot(Base):
     """The last topology read from Headscale (one row, id 1) and the last error.
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
-from collections import defaultdict, deque
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -23,51 +21,17 @@ from palais.web.session import (
     write_session,
 )
 from palais.web.templating import render
+from palais.web.throttle import LoginThrottle
 
 log = logging.getLogger(__name__)
 
 router = APIRouter(include_in_schema=False)
 
-# Failed logins allowed per client address within the window; more are
-# rejected with 429 until the oldest failure leaves the window.
-# NOTE: counted per process, so N processes behind a proxy allow N times more.
-FAILURE_LIMIT = 10
-FAILURE_WINDOW_SECONDS = 300.0
-
-
-class LoginThrottle:
-    """Recent failed logins per client address, kept in memory."""
-
-    def __init__(self, limit: int, window: float) -> None:
-        self.limit = limit
-        self.window = window
-        self._failures: dict[str, deque[float]] = defaultdict(deque)
-
-    def _recent(self, client: str, now: float) -> deque[float]:
-        failures = self._failures[client]
-        while failures and now - failures[0] > self.window:
-            failures.popleft()
-        return failures
-
-    def retry_after(self, client: str) -> int:
-        """Return the seconds until the next attempt is allowed (0: now)."""
-        now = time.monotonic()
-        failures = self._recent(client, now)
-        if len(failures) < self.limit:
-            return 0
-        return max(1, int(failures[0] + self.window - now) + 1)
-
-    def failed(self, client: str) -> None:
-        self._recent(client, time.monotonic()).append(time.monotonic())
-
-    def succeeded(self, client: str) -> None:
-        self._failures.pop(client, None)
-
 
 def _throttle(request: Request) -> LoginThrottle:
     state = request.app.state
     if getattr(state, "login_throttle", None) is None:
-        state.login_throttle = LoginThrottle(FAILURE_LIMIT, FAILURE_WINDOW_SECONDS)
+        state.login_throttle = LoginThrottle(state.sessions)
     return state.login_throttle
 
 
@@ -106,8 +70,8 @@ async def login(request: Request) -> HTMLResponse:
     next_url = next_url if isinstance(next_url, str) else None
     client = request.client.host if request.client else "unknown"
     throttle = _throttle(request)
-    retry_after = throttle.retry_after(client)
-    if retry_after:
+    attempt, retry_after = await throttle.claim(client)
+    if attempt is None:
         log.warning("dashboard login from %s rejected: too many failures", client)
         response = _form(
             request,
@@ -123,11 +87,11 @@ async def login(request: Request) -> HTMLResponse:
         async with request.app.state.sessions() as session:
             ok = await check_admin_password(session, password)
     if not ok:
-        throttle.failed(client)
+        # The attempt's row stays and counts as a failure.
         log.warning("failed dashboard login from %s", client)
         return _form(request, next_url, error="Wrong password.", status_code=401)
 
-    throttle.succeeded(client)
+    await throttle.succeeded(client)
     log.info("dashboard login from %s", client)
     response = RedirectResponse(safe_next(next_url), status_code=303)
     # A new CSRF token at login, so a token seen before login is useless after.
