@@ -56,6 +56,10 @@ def _parse_int(digits: str) -> int | float:
     return int(digits) if len(digits) <= MAX_INTEGER_DIGITS else float(digits)
 
 
+# The first two bytes of every gzip stream (RFC 1952).
+GZIP_MAGIC = b"\x1f\x8b"
+
+
 def load_json_object(raw: bytes) -> dict[str, Any]:
     """Parse a request body that must be a JSON object (400 or 422 otherwise).
 
@@ -63,6 +67,13 @@ def load_json_object(raw: bytes) -> dict[str, Any]:
     databases: finite numbers, and strings without NUL characters or lone
     UTF-16 surrogates, nested at most ``MAX_DEPTH`` levels.
     """
+    if raw.startswith(GZIP_MAGIC):
+        raise ApiError(
+            400,
+            "malformed JSON body: the body is gzip-compressed. Send the JSON "
+            "uncompressed, without Content-Encoding",
+            accepted="a JSON object",
+        )
     try:
         document = json.loads(raw, parse_constant=_non_finite, parse_int=_parse_int)
     except UnicodeDecodeError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -183,6 +184,7 @@ for _level in range(40):
 MANY_SERVICES = [{"name": f"s{index}", "status": "healthy"} for index in range(501)]
 BAD_INPUT: list[tuple[str, Any, int, str | None]] = [
     ("malformed json", b'{"node": "rpi5",', 400, None),
+    ("gzip body", gzip.compress(json.dumps(report()).encode()), 400, None),
     ("not an object", b"[1, 2]", 422, "body"),
     ("missing node", {k: v for k, v in report().items() if k != "node"}, 422, "node"),
     (
@@ -385,6 +387,17 @@ def test_bad_input_rejected(
     assert count_rows(client, "service_states") == 0
     assert count_rows(client, "webhook_events") == 0
     assert nodes_by_name(client)["rpi5"]["last_seen_at"] is None
+
+
+def test_gzip_body_named_in_error(client: TestClient) -> None:
+    headers = {**AUTH, "Content-Type": "application/json", "Content-Encoding": "gzip"}
+    raw = gzip.compress(json.dumps(report()).encode())
+
+    response = client.post(WEBHOOK, content=raw, headers=headers)
+
+    assert response.status_code == 400
+    assert "gzip-compressed" in response.json()["error"]
+    assert "without Content-Encoding" in response.json()["error"]
 
 
 @pytest.mark.parametrize(
