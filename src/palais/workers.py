@@ -23,6 +23,11 @@ log = logging.getLogger(__name__)
 
 Loop = Callable[[], Awaitable[None]]
 LEADER_RETRY_SECONDS = 15.0
+# How often the leader checks that the connection holding its advisory lock is
+# alive. PostgreSQL frees the lock when that session ends, and another process
+# may take it over within LEADER_RETRY_SECONDS.
+LOCK_CHECK_SECONDS = 5.0
+LOCK_CHECK_TIMEOUT_SECONDS = 5.0
 
 
 class Workers:
@@ -57,7 +62,7 @@ class Workers:
                 async with self.engine.connect() as connection:
                     if await self._try_lock(connection):
                         log.info("took the background lock; starting workers")
-                        await self._run_loops()
+                        await self._lead(connection)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -89,6 +94,29 @@ class Workers:
         await connection.commit()
         return bool(acquired)
 
+    async def _lead(self, connection: AsyncConnection) -> None:
+        """Run the loops for as long as the lock's connection is alive.
+
+        When the connection drops (a PostgreSQL restart, a killed backend),
+        the lock is gone and another process may lead, so the loops stop here
+        within LOCK_CHECK_SECONDS. Until then two leaders can overlap.
+        """
+        loops = asyncio.create_task(self._run_loops(), name="worker-loops")
+        try:
+            while True:
+                done, _ = await asyncio.wait({loops}, timeout=LOCK_CHECK_SECONDS)
+                if done:
+                    return
+                if not await _connection_alive(connection):
+                    log.warning(
+                        "lost the connection that holds the background lock; "
+                        "stopping workers until the lock is taken again"
+                    )
+                    return
+        finally:
+            loops.cancel()
+            await asyncio.gather(loops, return_exceptions=True)
+
     async def _run_loops(self) -> None:
         tasks = [
             asyncio.create_task(_guarded(name, loop), name=name)
@@ -101,6 +129,19 @@ class Workers:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _connection_alive(connection: AsyncConnection) -> bool:
+    try:
+        async with asyncio.timeout(LOCK_CHECK_TIMEOUT_SECONDS):
+            await connection.scalar(text("SELECT 1"))
+            await connection.commit()
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any failure means the lock is lost
+        log.warning("background lock check failed: %s: %s", type(exc).__name__, exc)
+        return False
+    return True
 
 
 async def _guarded(name: str, loop: Loop) -> None:
