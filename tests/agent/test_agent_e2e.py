@@ -219,6 +219,33 @@ def test_agent_once_fails_when_report_rejected(
     assert len(list((spool / "rejected").glob("*.json"))) == 1
 
 
+def test_report_of_old_node_name_moved_aside(
+    server_factory: Callable[..., ServerProcess], token_file: Path, tmp_path: Path
+) -> None:
+    server = server_factory()
+    server.start()
+    spool = tmp_path / "spool"
+    typo = agent_command(server, token_file, spool, "--once")
+    typo[typo.index("rpi5")] = "rpi55"
+
+    first = subprocess.run(typo, capture_output=True, text=True, timeout=60)
+    fixed = run_agent_once(server, token_file, spool)
+    again = run_agent_once(server, token_file, spool)
+
+    # The unknown node is a configuration error: the report waits for a fix.
+    assert first.returncode == 1
+    assert "HTTP 404" in first.stderr
+    # Under the corrected name it can never go out, so it moves aside.
+    assert fixed.returncode == 1
+    assert "for node 'rpi55' rejected: HTTP 404" in fixed.stderr
+    assert len(list((spool / "rejected").glob("*.json"))) == 1
+    assert again.returncode == 0
+    assert list(spool.glob("*.json")) == []
+    nodes = httpx.get(f"{server.url}/api/v1/health/nodes", headers=AUTH).json()
+    by_name = {node["name"]: node for node in nodes["nodes"]}
+    assert by_name["rpi5"]["last_seen_at"] is not None
+
+
 def test_agent_stops_promptly_on_sigterm(
     server_factory: Callable[..., ServerProcess],
     token_file: Path,

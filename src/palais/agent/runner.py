@@ -128,15 +128,32 @@ class Agent:
                 "delivery of report %s failed: %s", event_id, _describe_error(exc)
             )
             return Outcome.FAILED
-        return self._settle(path, event_id, response)
+        return self._settle(path, report, response)
 
-    def _settle(self, path: Path, event_id: str, response: httpx.Response) -> Outcome:
+    def _settle(
+        self, path: Path, report: dict[str, Any], response: httpx.Response
+    ) -> Outcome:
         status = response.status_code
+        event_id = report.get("event_id")
         if status < 300:
             self.spool.remove(path)
             log.debug("delivered report %s (HTTP %d)", event_id, status)
             return Outcome.DELIVERED
         message = _error_sentence(response)
+        if status == 404 and report.get("node") != self.config.node:
+            # Spooled under an earlier --node: fixing the configuration will
+            # never deliver it, and it must not hold back the newer reports.
+            log.error(
+                "report %s for node %r rejected: HTTP 404 %s; the agent now "
+                "reports as %r, so the report was moved to %s",
+                event_id,
+                report.get("node"),
+                message,
+                self.config.node,
+                self.spool.rejected_directory,
+            )
+            self.spool.reject(path)
+            return Outcome.REJECTED
         if status in CONFIG_STATUSES:
             log.error(
                 "delivery of report %s rejected: HTTP %d %s; check --token and --node",
