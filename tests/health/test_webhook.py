@@ -477,3 +477,18 @@ def test_future_limit_is_five_minutes(client: TestClient) -> None:
     assert rejected.status_code == 422
     assert rejected.json()["field"] == "timestamp"
     assert accepted.status_code == 201
+
+
+def test_fast_clock_does_not_hide_later_reports(client: TestClient) -> None:
+    ahead = (datetime.now(UTC) + timedelta(minutes=4)).isoformat()
+    fast = report(timestamp=ahead, cpu_percent=1)
+    later = report(cpu_percent=99)
+    later.pop("timestamp", None)
+
+    assert client.post(WEBHOOK, json=fast, headers=AUTH).status_code == 201
+    assert client.post(WEBHOOK, json=later, headers=AUTH).status_code == 201
+
+    node = nodes_by_name(client)["rpi5"]
+    assert node["cpu_percent"] == 99
+    last_seen = datetime.fromisoformat(node["last_seen_at"])
+    assert last_seen <= datetime.now(UTC)

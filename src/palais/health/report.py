@@ -79,10 +79,14 @@ def parse_report(body: dict[str, Any], now: datetime) -> HealthReport:
         event_id = v.text(event_id, "event_id", max_length=MAX_EVENT_ID)
     services = parse_services(v.required(body, "services"))
     peers = parse_peers(body.get("peers"), node)
+    # A clock running up to 5 minutes fast is accepted, but its time is stored
+    # as the server's: state only moves forward in time, so a report from the
+    # future would hide every report after it until that moment had passed.
+    timestamp = min(reported_at, now) if reported_at else now
     return HealthReport(
         node=node,
         temperature=temperature,
-        timestamp=reported_at or now,
+        timestamp=timestamp,
         event_id=event_id,
         services=services,
         peers=peers,
