@@ -272,6 +272,6 @@ def required(body: dict[str, Any], key: str, prefix: str = "") -> Any:
             422,
             f"{prefix}{key}: missing required field",
             field=f"{prefix}{key}",
-            accepted="see the API documentation at /docs",
+            accepted=f"a value for {prefix}{key}",
         )
     return body[key]
