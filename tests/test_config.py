@@ -25,6 +25,12 @@ def test_parse_nodes_rejects_bad_name() -> None:
         parse_nodes("rpi5,bad name")
 
 
+@pytest.mark.parametrize("entry", ["alpha=100.64.0.1=x", "alpha=999.1.1.1"])
+def test_parse_nodes_rejects_bad_address(entry: str) -> None:
+    with pytest.raises(ConfigError, match="PALAIS_NODES: invalid IP address"):
+        parse_nodes(entry)
+
+
 def test_self_node_always_seeded(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path, nodes="rpi5", self_node="vps")
 

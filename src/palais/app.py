@@ -123,7 +123,8 @@ def create_app(
 
 
 def _add_service_routes(app: FastAPI) -> None:
-    @app.get("/healthz", include_in_schema=False)
+    # HEAD too: some probes and uptime checkers send it.
+    @app.api_route("/healthz", methods=["GET", "HEAD"], include_in_schema=False)
     async def healthz(request: Request) -> JSONResponse:
         """Report liveness: 200, or 503 naming the part that fails."""
         try:

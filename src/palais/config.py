@@ -7,6 +7,7 @@ never printed or logged, only the path of the file that contains them.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import re
@@ -56,8 +57,21 @@ def parse_nodes(text: str) -> list[SeedNode]:
                 f"PALAIS_NODES: invalid node name {name!r}; accepted: "
                 f"{NODE_NAME_ACCEPTED}"
             )
-        nodes[name] = SeedNode(name=name, tailscale_ip=ip or None)
+        nodes[name] = SeedNode(name=name, tailscale_ip=_address(name, ip))
     return list(nodes.values())
+
+
+def _address(name: str, text: str) -> str | None:
+    """Return the node's VPN address in canonical form, or None when not given."""
+    if not text:
+        return None
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise ConfigError(
+            f"PALAIS_NODES: invalid IP address {text!r} for node {name!r}; "
+            "accepted: an IPv4 or IPv6 address such as 100.64.0.2"
+        ) from None
 
 
 def sqlalchemy_url(url: str) -> str:

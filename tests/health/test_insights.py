@@ -86,6 +86,21 @@ def test_unhealthy_service_opens_and_resolves(client: TestClient) -> None:
     assert insights(client, "?open=true") == []
 
 
+def test_insight_reason_matches_card(client: TestClient) -> None:
+    failing = [
+        {"name": "long", "status": "unhealthy", "details": {"error": "x" * 5000}},
+        {"name": "web", "status": "unhealthy", "details": {"status_code": 503}},
+        {"name": "odd", "status": "unhealthy", "details": {"error": {"code": 7}}},
+    ]
+    post_report(client, "rpi5", failing)
+    evaluate(client)
+
+    bodies = {item["title"].split()[1]: item["body"] for item in insights(client)}
+    assert bodies["long"] == f"The last check of long on rpi5 failed: {'x' * 120}…."
+    assert bodies["web"] == "The last check of web on rpi5 failed: HTTP 503."
+    assert bodies["odd"] == 'The last check of odd on rpi5 failed: {"code":7}.'
+
+
 def test_reopened_condition_gets_new_insight(client: TestClient) -> None:
     failing = [{"name": "nginx", "status": "unhealthy"}]
     post_report(client, "sese-ai", failing)

@@ -45,6 +45,7 @@ def test_healthz_ok(client: TestClient) -> None:
 
     assert response.status_code == 200
     assert response.json()["status"] == "ok"
+    assert client.head("/healthz").status_code == 200
 
 
 def test_healthz_names_failing_database(client: TestClient, tmp_path) -> None:  # noqa: ANN001

@@ -9,12 +9,14 @@ number, a fixed word or one of the statuses below.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from markupsafe import Markup, escape
 
 GAUGE_CIRCUMFERENCE = 150.8  # 2 * pi * 24, the gauge circle's radius
 SERVICE_STATUSES = frozenset({"healthy", "unhealthy", "unknown"})
+MAX_ERROR_CHARS = 120
 
 
 def gauge(label: str, value: float | None, maximum: float, unit: str) -> Markup:
@@ -76,11 +78,19 @@ def _service(service: dict[str, Any]) -> str:
 
 
 def check_error(service: dict[str, Any]) -> str | None:
-    """Return the reason a check failed, from its details, cut for the card."""
+    """Return the reason a check failed, from its details, cut to 120 characters.
+
+    ``details.error`` comes first, then ``details.status_code`` as "HTTP 503".
+    An error that is not a string is shown as compact JSON.
+    """
     details = service.get("details")
     if service["status"] == "healthy" or not isinstance(details, dict):
         return None
     error = details.get("error")
     if error is None and "status_code" in details:
         error = f"HTTP {details['status_code']}"
-    return str(error)[:120] if error is not None else None
+    if error is None:
+        return None
+    if not isinstance(error, str):
+        error = json.dumps(error, ensure_ascii=False, separators=(",", ":"))
+    return error if len(error) <= MAX_ERROR_CHARS else error[:MAX_ERROR_CHARS] + "…"

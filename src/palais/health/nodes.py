@@ -22,7 +22,9 @@ def plain_time(value: datetime | str) -> str:
     """Format a UTC time for a sentence a person reads: ``2026-12-04 19:02 UTC``."""
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    value = value.astimezone(UTC)
+    # strftime's %Y drops the leading zeros of years before 1000 on glibc.
+    return f"{value.year:04d}-{value:%m-%d %H:%M} UTC"
 
 
 DIGITS = re.compile(r"(\d+)")
