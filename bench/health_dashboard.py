@@ -208,8 +208,21 @@ def server_env(url: str, work_dir: Path) -> dict[str, str]:
     }
 
 
-def print_table(label: str, results: dict[str, dict[str, float]]) -> None:
-    print(f"\n{label} (load average {os.getloadavg()[0]:.1f})")
+def cpu_times() -> list[int]:
+    """Return the machine's CPU time counters from /proc/stat (Linux)."""
+    with open("/proc/stat") as stat:
+        return [int(value) for value in stat.readline().split()[1:]]
+
+
+def steal_percent(before: list[int], after: list[int]) -> float:
+    """Share of CPU time the hypervisor gave to other guests (the 8th counter)."""
+    spent = [end - start for start, end in zip(before, after, strict=True)]
+    return 100.0 * spent[7] / max(1, sum(spent))
+
+
+def print_table(label: str, results: dict[str, dict[str, float]], steal: float) -> None:
+    load = os.getloadavg()[0]
+    print(f"\n{label} (load average {load:.1f}, CPU steal {steal:.1f} %)")
     print(f"{'path':30} {'KiB':>6} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}")
     for path, figures in results.items():
         print(
@@ -228,11 +241,14 @@ def main() -> None:
         # The first start migrates the database and seeds the nodes.
         run_case(args, url, work_dir, "seed", requests=0)
         asyncio.run(execute(url, CURRENT_STATE))
+        before = cpu_times()
         empty = run_case(args, url, work_dir, "empty", args.requests)
-        print_table("empty history", empty)
+        print_table("empty history", empty, steal_percent(before, cpu_times()))
         asyncio.run(load_one_day(url))
+        before = cpu_times()
         full = run_case(args, url, work_dir, "day", args.requests)
-        print_table("one day of checks every 30 s", full)
+        steal = steal_percent(before, cpu_times())
+        print_table("one day of checks every 30 s", full, steal)
     print("\nratio one day / empty (p95):")
     for path in PATHS:
         print(f"  {path:30} {full[path]['p95'] / empty[path]['p95']:.2f}")

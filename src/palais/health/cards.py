@@ -3,7 +3,7 @@
 At 100 nodes with 20 services each these lists are most of the /health page:
 2,000 rows and 400 gauges. Rendered by Jinja, whose every expression goes
 through the escaper, they took longer than all the page's queries. Names and
-error texts come from agents, so they are escaped here; everything else is a
+error texts come from agents, so they are escaped here. Everything else is a
 number, a fixed word or one of the statuses below.
 """
 
@@ -13,6 +13,7 @@ import json
 from typing import Any
 
 from markupsafe import Markup, escape
+from sqlalchemy import Row
 
 GAUGE_CIRCUMFERENCE = 150.8  # 2 * pi * 24, the gauge circle's radius
 SERVICE_STATUSES = frozenset({"healthy", "unhealthy", "unknown"})
@@ -26,7 +27,11 @@ def gauge(label: str, value: float | None, maximum: float, unit: str) -> Markup:
     level = "none"
     if value is not None:
         fraction = min(max(value / maximum, 0.0), 1.0)
-        level = "high" if fraction >= 0.9 else "mid" if fraction >= 0.75 else "low"
+        level = "low"
+        if fraction >= 0.9:
+            level = "high"
+        elif fraction >= 0.75:
+            level = "mid"
         dash = round(GAUGE_CIRCUMFERENCE * fraction, 1)
         text, aria = f"{value:.0f}{unit}", f"{value:g}{unit}"
     return Markup(
@@ -50,25 +55,28 @@ def gauges(node: dict[str, Any]) -> Markup:
     return Markup("".join(parts))
 
 
-def services(node_services: list[dict[str, Any]]) -> Markup:
-    """Return the ``<li>`` rows of a card: status dot, name, time or error."""
-    if not node_services:
+def services(states: list[Row[Any]]) -> Markup:
+    """Return the ``<li>`` rows of a card: status dot, name, time or error.
+
+    ``states`` are rows of ``service_states``.
+    """
+    if not states:
         return Markup('<li class="muted">No services reported.</li>')
-    return Markup("".join(_service(service) for service in node_services))
+    return Markup("".join(_service(state) for state in states))
 
 
-def _service(service: dict[str, Any]) -> str:
-    name = escape(service["name"])
-    status = service["status"]
+def _service(state: Row[Any]) -> str:
+    name = escape(state.service_name)
+    status = state.status
     if status not in SERVICE_STATUSES:
         status = "unknown"
-    error = check_error(service)
+    error = failure_reason(status, state.details)
     title = ""
     if error:
         note = escape(error)
         title = f' title="{note}"'
     else:
-        time_ms = service["response_time_ms"]
+        time_ms = state.response_time_ms
         note = "" if time_ms is None else f"{time_ms:.0f} ms"
     return (
         f'<li data-service="{name}" data-status="{status}"{title}><span>'
@@ -77,14 +85,13 @@ def _service(service: dict[str, Any]) -> str:
     )
 
 
-def check_error(service: dict[str, Any]) -> str | None:
+def failure_reason(status: str, details: Any) -> str | None:
     """Return the reason a check failed, from its details, cut to 120 characters.
 
     ``details.error`` comes first, then ``details.status_code`` as "HTTP 503".
     An error that is not a string is shown as compact JSON.
     """
-    details = service.get("details")
-    if service["status"] == "healthy" or not isinstance(details, dict):
+    if status == "healthy" or not isinstance(details, dict):
         return None
     error = details.get("error")
     if error is None and "status_code" in details:

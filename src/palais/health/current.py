@@ -8,10 +8,11 @@ each, ORM loading cost more than the queries themselves.
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, text
+from sqlalchemy import JSON, Row, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from palais.db.types import UTCDateTime
@@ -31,45 +32,67 @@ SELECT_SERVICES = text(
 ).columns(checked_at=UTCDateTime(), details=JSON())
 
 
+@dataclass
+class NodeRow:
+    """One node's columns and its current service rows, in natural order."""
+
+    node: Row[Any]
+    services: list[Row[Any]]
+    status: str
+    degraded: bool
+
+
+async def read_node_rows(
+    session: AsyncSession, *, now: datetime, offline_after: float
+) -> list[NodeRow]:
+    connection = await session.connection()
+    nodes = (await connection.execute(SELECT_NODES)).all()
+    states = (await connection.execute(SELECT_SERVICES)).all()
+
+    services: dict[int, list[Row[Any]]] = defaultdict(list)
+    for state in states:
+        services[state.node_id].append(state)
+    for node_services in services.values():
+        node_services.sort(key=lambda state: natural_key(state.service_name))
+    nodes.sort(key=lambda node: natural_key(node.name))
+
+    rows = []
+    for node in nodes:
+        status = node_status(node.last_seen_at, now, offline_after)
+        unhealthy = any(state.status == "unhealthy" for state in services[node.id])
+        degraded = status == "online" and unhealthy
+        rows.append(NodeRow(node, services[node.id], status, degraded))
+    return rows
+
+
 async def read_nodes(
     session: AsyncSession, *, now: datetime, offline_after: float
 ) -> list[dict[str, Any]]:
-    connection = await session.connection()
-    nodes = (await connection.execute(SELECT_NODES)).all()
-    states = await connection.execute(SELECT_SERVICES)
-
-    services: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    for node_id, name, status, response_time, checked_at, details in states:
-        services[node_id].append(
-            {
-                "name": name,
-                "status": status,
-                "response_time_ms": response_time,
-                "checked_at": iso(checked_at),
-                "details": details,
-            }
-        )
-    for node_services in services.values():
-        node_services.sort(key=lambda service: natural_key(service["name"]))
-
-    nodes.sort(key=lambda row: natural_key(row.name))
-    return [_view(row, services[row.id], now, offline_after) for row in nodes]
+    """Return the nodes as the API shows them, times in ISO 8601."""
+    rows = await read_node_rows(session, now=now, offline_after=offline_after)
+    return [_api_view(row) for row in rows]
 
 
-def _view(
-    row: Any, services: list[dict[str, Any]], now: datetime, offline_after: float
-) -> dict[str, Any]:
-    status = node_status(row.last_seen_at, now, offline_after)
-    unhealthy = any(service["status"] == "unhealthy" for service in services)
+def _api_view(row: NodeRow) -> dict[str, Any]:
+    node = row.node
     return {
-        "name": row.name,
-        "tailscale_ip": row.tailscale_ip,
-        "status": status,
-        "degraded": status == "online" and unhealthy,
-        "cpu_percent": row.cpu_percent,
-        "ram_percent": row.ram_percent,
-        "disk_percent": row.disk_percent,
-        "temperature": row.temperature,
-        "last_seen_at": iso(row.last_seen_at),
-        "services": services,
+        "name": node.name,
+        "tailscale_ip": node.tailscale_ip,
+        "status": row.status,
+        "degraded": row.degraded,
+        "cpu_percent": node.cpu_percent,
+        "ram_percent": node.ram_percent,
+        "disk_percent": node.disk_percent,
+        "temperature": node.temperature,
+        "last_seen_at": iso(node.last_seen_at),
+        "services": [
+            {
+                "name": state.service_name,
+                "status": state.status,
+                "response_time_ms": state.response_time_ms,
+                "checked_at": iso(state.checked_at),
+                "details": state.details,
+            }
+            for state in row.services
+        ],
     }

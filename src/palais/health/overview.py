@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from palais.config import Settings
 from palais.health import cards
 from palais.health.backup import list_backups
-from palais.health.current import read_nodes
+from palais.health.current import NodeRow, read_node_rows
 from palais.health.vpn import read_vpn
 from palais.insights.service import list_insights
 
@@ -165,22 +165,18 @@ def _layout(nodes: list[MapNode]) -> VpnMap:
 async def read_cards(
     session: AsyncSession, settings: Settings, now: datetime
 ) -> dict[str, Any]:
-    """The node cards: current metrics and services, with their markup."""
-    nodes = await read_nodes(
+    """Read the node cards: current metrics and services, with their markup."""
+    rows = await read_node_rows(
         session, now=now, offline_after=settings.offline_after_seconds
     )
-    for node in nodes:
-        _add_card_fields(node)
-    return {"nodes": nodes, "now": now}
+    return {"nodes": [_card(row) for row in rows], "now": now}
 
 
 async def read_map(
     session: AsyncSession, settings: Settings, now: datetime
 ) -> dict[str, Any]:
-    """The VPN map: Palais nodes merged with the stored Headscale topology."""
-    nodes = await read_nodes(
-        session, now=now, offline_after=settings.offline_after_seconds
-    )
+    """Read the VPN map: Palais nodes merged with the stored Headscale topology."""
+    nodes = (await read_cards(session, settings, now))["nodes"]
     vpn = await read_vpn(session, settings, now)
     return {"vpn": vpn, "map": build_map(nodes, vpn, now), "now": now}
 
@@ -207,7 +203,7 @@ async def read_open_insights(
 async def read_overview(
     session: AsyncSession, settings: Settings, now: datetime
 ) -> dict[str, Any]:
-    """Everything the full page shows but its history, which loads apart."""
+    """Read everything the full page shows except its history, loaded apart."""
     cards = await read_cards(session, settings, now)
     vpn = await read_vpn(session, settings, now)
     return {
@@ -219,10 +215,24 @@ async def read_overview(
     }
 
 
-def _add_card_fields(node: dict[str, Any]) -> None:
-    node["card_status"] = "degraded" if node["degraded"] else node["status"]
-    node["gauges_html"] = cards.gauges(node)
-    node["services_html"] = cards.services(node["services"])
+def _card(row: NodeRow) -> dict[str, Any]:
+    """Return what a node card and the map need; times stay datetimes."""
+    node = row.node
+    card = {
+        "name": node.name,
+        "tailscale_ip": node.tailscale_ip,
+        "status": row.status,
+        "degraded": row.degraded,
+        "card_status": "degraded" if row.degraded else row.status,
+        "last_seen_at": node.last_seen_at,
+        "cpu_percent": node.cpu_percent,
+        "ram_percent": node.ram_percent,
+        "disk_percent": node.disk_percent,
+        "temperature": node.temperature,
+    }
+    card["gauges_html"] = cards.gauges(card)
+    card["services_html"] = cards.services(row.services)
+    return card
 
 
 def _backup_alert(backup: dict[str, Any]) -> str | None:

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from palais.db.models import Node, ServiceState
-from palais.health.cards import check_error
+from palais.health.cards import failure_reason
 from palais.health.nodes import plain_time
 from palais.insights.service import open_insight, open_keys, resolve_insights
 
@@ -81,7 +81,7 @@ async def _evaluate_services(session: AsyncSession, now: datetime) -> None:
     for key, (node, service, details) in unhealthy.items():
         if key in already_open:
             continue
-        error = check_error({"status": "unhealthy", "details": details})
+        error = failure_reason("unhealthy", details)
         body = f"The last check of {service} on {node} failed"
         body += f": {error}." if error else "."
         await open_insight(

@@ -1,8 +1,8 @@
 """Gzip of pages and API responses, for the clients that accept it.
 
 At 100 nodes the /health page is about 600 KB of HTML. Gzip level 1 makes it
-about 40 KB in 2 to 3 ms of CPU (measured on a 2.6 GHz EPYC), so on a 5 Mbit/s
-VPN link the page arrives in well under a tenth of a second instead of about
+about 40 KB in 2 to 3 ms of CPU, measured on a 2.6 GHz EPYC. On a 5 Mbit/s VPN
+link the page then arrives in well under a tenth of a second instead of about
 one. Already-compressed media (PNG, JPEG, video, archives) is left alone, and
 so are downloads by token and any request for a byte range, whose offsets
 refer to the file and not to a gzip stream.
