@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from palais import workers as workers_module
 from palais.config import sqlalchemy_url
@@ -44,26 +47,36 @@ async def wait_for(condition, seconds: float = 10.0) -> None:  # noqa: ANN001
         await asyncio.sleep(0.05)
 
 
+@asynccontextmanager
+async def two_leaders(
+    database_url: str, lock_path: Path | None
+) -> AsyncIterator[tuple[AsyncEngine, Marker, Marker, list[Workers]]]:
+    """Start a leader, wait until its loop runs, then start a second one."""
+    engine = create_engine(sqlalchemy_url(database_url))
+    first, second = Marker(), Marker()
+    leaders = [Workers(engine, lock_path) for _ in range(2)]
+    leaders[0].add("marker", first.loop)
+    leaders[1].add("marker", second.loop)
+    try:
+        leaders[0].start()
+        await wait_for(lambda: first.running)
+        leaders[1].start()
+        yield engine, first, second, leaders
+    finally:
+        for leader in leaders:
+            await leader.stop()
+        await engine.dispose()
+
+
 def test_one_leader_at_a_time(database_url: str, tmp_path: Path) -> None:
     async def run() -> tuple[bool, bool, bool]:
-        engine = create_engine(sqlalchemy_url(database_url))
-        first, second = Marker(), Marker()
-        leaders = [Workers(engine, tmp_path / "workers.lock") for _ in range(2)]
-        leaders[0].add("marker", first.loop)
-        leaders[1].add("marker", second.loop)
-        try:
-            leaders[0].start()
-            await wait_for(lambda: first.running)
-            leaders[1].start()
+        async with two_leaders(database_url, tmp_path / "workers.lock") as context:
+            _engine, first, second, leaders = context
             await asyncio.sleep(1.0)
             both_ran = second.running
             await leaders[0].stop()
             await wait_for(lambda: second.running)
             return first.running, both_ran, second.running
-        finally:
-            for leader in leaders:
-                await leader.stop()
-            await engine.dispose()
 
     first_running, both_ran, second_took_over = asyncio.run(run())
     assert not first_running
@@ -76,15 +89,7 @@ def test_leader_stops_when_lock_connection_dies(database_url: str) -> None:
         pytest.skip("SQLite leads through a file lock, which has no connection")
 
     async def run() -> tuple[bool, int, bool]:
-        engine = create_engine(sqlalchemy_url(database_url))
-        first, second = Marker(), Marker()
-        leaders = [Workers(engine) for _ in range(2)]
-        leaders[0].add("marker", first.loop)
-        leaders[1].add("marker", second.loop)
-        try:
-            leaders[0].start()
-            await wait_for(lambda: first.running)
-            leaders[1].start()
+        async with two_leaders(database_url, None) as (engine, first, second, _):
             async with engine.connect() as connection:
                 killed = await connection.scalar(
                     text(
@@ -97,10 +102,6 @@ def test_leader_stops_when_lock_connection_dies(database_url: str) -> None:
             await wait_for(lambda: second.running)
             await asyncio.sleep(1.0)
             return first.running, killed, second.running
-        finally:
-            for leader in leaders:
-                await leader.stop()
-            await engine.dispose()
 
     first_running, killed, second_running = asyncio.run(run())
     assert killed == 1
