@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from palais.config import Settings
 from palais.health import cards
 from palais.health.backup import list_backups
-from palais.health.current import NodeRow, read_node_rows
+from palais.health.current import SELECT_CARD_SERVICES, NodeRow, read_node_rows
 from palais.health.vpn import read_vpn
 from palais.insights.service import list_insights
 
@@ -167,7 +167,10 @@ async def read_cards(
 ) -> dict[str, Any]:
     """Read the node cards: current metrics and services, with their markup."""
     rows = await read_node_rows(
-        session, now=now, offline_after=settings.offline_after_seconds
+        session,
+        now=now,
+        offline_after=settings.offline_after_seconds,
+        services_statement=SELECT_CARD_SERVICES,
     )
     return {"nodes": [_card(row) for row in rows], "now": now}
 
