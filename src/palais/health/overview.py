@@ -179,7 +179,13 @@ async def read_map(
     session: AsyncSession, settings: Settings, now: datetime
 ) -> dict[str, Any]:
     """Read the VPN map: Palais nodes merged with the stored Headscale topology."""
-    nodes = (await read_cards(session, settings, now))["nodes"]
+    rows = await read_node_rows(
+        session,
+        now=now,
+        offline_after=settings.offline_after_seconds,
+        services_statement=SELECT_CARD_SERVICES,
+    )
+    nodes = [_node_state(row) for row in rows]
     vpn = await read_vpn(session, settings, now)
     return {"vpn": vpn, "map": build_map(nodes, vpn, now), "now": now}
 
@@ -207,27 +213,34 @@ async def read_overview(
     session: AsyncSession, settings: Settings, now: datetime
 ) -> dict[str, Any]:
     """Read everything the full page shows except its history, loaded apart."""
-    cards = await read_cards(session, settings, now)
+    node_cards = await read_cards(session, settings, now)
     vpn = await read_vpn(session, settings, now)
     return {
-        **cards,
+        **node_cards,
         "vpn": vpn,
-        "map": build_map(cards["nodes"], vpn, now),
+        "map": build_map(node_cards["nodes"], vpn, now),
         **await read_backups(session, settings, now),
         **await read_open_insights(session, settings, now),
     }
 
 
-def _card(row: NodeRow) -> dict[str, Any]:
-    """Return what a node card and the map need; times stay datetimes."""
-    node = row.node
-    card = {
-        "name": node.name,
-        "tailscale_ip": node.tailscale_ip,
+def _node_state(row: NodeRow) -> dict[str, Any]:
+    """Return what the map needs of a node; the time stays a datetime."""
+    return {
+        "name": row.node.name,
         "status": row.status,
         "degraded": row.degraded,
+        "last_seen_at": row.node.last_seen_at,
+    }
+
+
+def _card(row: NodeRow) -> dict[str, Any]:
+    """Return what a node card needs, its markup included."""
+    node = row.node
+    card = {
+        **_node_state(row),
+        "tailscale_ip": node.tailscale_ip,
         "card_status": "degraded" if row.degraded else row.status,
-        "last_seen_at": node.last_seen_at,
         "cpu_percent": node.cpu_percent,
         "ram_percent": node.ram_percent,
         "disk_percent": node.disk_percent,
