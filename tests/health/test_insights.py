@@ -91,14 +91,18 @@ def test_insight_reason_matches_card(client: TestClient) -> None:
         {"name": "long", "status": "unhealthy", "details": {"error": "x" * 5000}},
         {"name": "web", "status": "unhealthy", "details": {"status_code": 503}},
         {"name": "odd", "status": "unhealthy", "details": {"error": {"code": 7}}},
+        {"name": "flag", "status": "unhealthy", "details": {"status_code": True}},
+        {"name": "trace", "status": "unhealthy", "details": {"error": "a\n\tb"}},
     ]
     post_report(client, "rpi5", failing)
     evaluate(client)
 
     bodies = {item["title"].split()[1]: item["body"] for item in insights(client)}
-    assert bodies["long"] == f"The last check of long on rpi5 failed: {'x' * 120}…."
+    assert bodies["long"] == f"The last check of long on rpi5 failed: {'x' * 119}…."
     assert bodies["web"] == "The last check of web on rpi5 failed: HTTP 503."
     assert bodies["odd"] == 'The last check of odd on rpi5 failed: {"code":7}.'
+    assert bodies["flag"] == "The last check of flag on rpi5 failed: HTTP true."
+    assert bodies["trace"] == "The last check of trace on rpi5 failed: a b."
 
 
 def test_reopened_condition_gets_new_insight(client: TestClient) -> None:

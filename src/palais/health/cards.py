@@ -86,18 +86,26 @@ def _service(state: Row[Any]) -> str:
 
 
 def failure_reason(status: str, details: Any) -> str | None:
-    """Return the reason a check failed, from its details, cut to 120 characters.
+    """Return the reason a check failed, from its details, in 120 characters.
 
     ``details.error`` comes first, then ``details.status_code`` as "HTTP 503".
-    An error that is not a string is shown as compact JSON.
+    A value that is not a string is shown as compact JSON.
     """
     if status == "healthy" or not isinstance(details, dict):
         return None
     error = details.get("error")
     if error is None and "status_code" in details:
-        error = f"HTTP {details['status_code']}"
+        error = f"HTTP {_as_text(details['status_code'])}"
     if error is None:
         return None
-    if not isinstance(error, str):
-        error = json.dumps(error, ensure_ascii=False, separators=(",", ":"))
-    return error if len(error) <= MAX_ERROR_CHARS else error[:MAX_ERROR_CHARS] + "…"
+    # One line: newlines and tabs from a stack trace would break the layout.
+    error = " ".join(_as_text(error).split())
+    if len(error) <= MAX_ERROR_CHARS:
+        return error
+    return error[: MAX_ERROR_CHARS - 1] + "…"
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
