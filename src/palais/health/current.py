@@ -33,9 +33,9 @@ SELECT_SERVICES = text(
     "SELECT s.node_id, s.service_name, s.status, s.response_time_ms,"
     " s.checked_at, s.details" + SERVICES_OF_LAST_REPORT
 ).columns(checked_at=UTCDateTime(), details=JSON())
-# What a card shows: no check time, and details only where a check failed,
-# since they only give the reason of a failure. Decoding each row's JSON
-# and time was a visible part of the page's cost.
+# The card's columns: no check time, and details only for a failed check,
+# because a card shows nothing else of them. Decoding each row's JSON and
+# time was a visible part of the page's cost.
 SELECT_CARD_SERVICES = text(
     "SELECT s.node_id, s.service_name, s.status, s.response_time_ms,"
     " CASE WHEN s.status <> 'healthy' THEN s.details END AS details"

@@ -162,16 +162,22 @@ def _layout(nodes: list[MapNode]) -> VpnMap:
     return graph
 
 
-async def read_cards(
+async def _read_rows(
     session: AsyncSession, settings: Settings, now: datetime
-) -> dict[str, Any]:
-    """Read the node cards: current metrics and services, with their markup."""
-    rows = await read_node_rows(
+) -> list[NodeRow]:
+    return await read_node_rows(
         session,
         now=now,
         offline_after=settings.offline_after_seconds,
         services_statement=SELECT_CARD_SERVICES,
     )
+
+
+async def read_cards(
+    session: AsyncSession, settings: Settings, now: datetime
+) -> dict[str, Any]:
+    """Read the node cards: current metrics and services, with their markup."""
+    rows = await _read_rows(session, settings, now)
     return {"nodes": [_card(row) for row in rows], "now": now}
 
 
@@ -179,12 +185,7 @@ async def read_map(
     session: AsyncSession, settings: Settings, now: datetime
 ) -> dict[str, Any]:
     """Read the VPN map: Palais nodes merged with the stored Headscale topology."""
-    rows = await read_node_rows(
-        session,
-        now=now,
-        offline_after=settings.offline_after_seconds,
-        services_statement=SELECT_CARD_SERVICES,
-    )
+    rows = await _read_rows(session, settings, now)
     nodes = [_node_state(row) for row in rows]
     vpn = await read_vpn(session, settings, now)
     return {"vpn": vpn, "map": build_map(nodes, vpn, now), "now": now}

@@ -79,9 +79,9 @@ def parse_report(body: dict[str, Any], now: datetime) -> HealthReport:
         event_id = v.text(event_id, "event_id", max_length=MAX_EVENT_ID)
     services = parse_services(v.required(body, "services"))
     peers = parse_peers(body.get("peers"), node)
-    # A clock running up to 5 minutes fast is accepted, but its time is stored
-    # as the server's: state only moves forward in time, so a report from the
-    # future would hide every report after it until that moment had passed.
+    # A clock up to 5 minutes fast is accepted, but the report is stored at the
+    # server's time. Node state only moves forward, so a report from the future
+    # would hide every later report until its time had passed.
     timestamp = min(reported_at, now) if reported_at else now
     return HealthReport(
         node=node,
