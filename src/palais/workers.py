@@ -1,9 +1,10 @@
-"""Background work, run by one process at a time.
+"""Background work, most of it run by one process at a time.
 
 Several Palais processes may share one database. With PostgreSQL the one
 that holds a session-level advisory lock runs the loops. With SQLite it is the
 one that holds an flock on a file in the data directory. The others keep
-trying to take the lock over.
+trying to take the lock over. Loops added with ``every_process`` keep a
+process's own memory up to date, so every process runs them.
 """
 
 from __future__ import annotations
@@ -35,22 +36,29 @@ class Workers:
         self.engine = engine
         self.lock_path = lock_path
         self.loops: dict[str, Loop] = {}
-        self._supervisor: asyncio.Task[None] | None = None
+        self.local_loops: dict[str, Loop] = {}
+        self._tasks: list[asyncio.Task[None]] = []
 
-    def add(self, name: str, loop: Loop) -> None:
-        self.loops[name] = loop
+    def add(self, name: str, loop: Loop, *, every_process: bool = False) -> None:
+        """Register a loop for the lock holder, or with ``every_process`` for
+        each process (for state a process keeps in memory, such as a cache)."""
+        if every_process:
+            self.local_loops[name] = loop
+        else:
+            self.loops[name] = loop
 
     def start(self) -> None:
-        self._supervisor = asyncio.create_task(self._supervise(), name="workers")
+        self._tasks = [asyncio.create_task(self._supervise(), name="workers")]
+        if self.local_loops:
+            local = _run_loops(self.local_loops, "in this process")
+            self._tasks.append(asyncio.create_task(local, name="local-workers"))
 
     async def stop(self) -> None:
-        if self._supervisor is None:
+        if not self._tasks:
             return
-        self._supervisor.cancel()
-        try:
-            await self._supervisor
-        except asyncio.CancelledError:
-            pass
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         log.info("background workers stopped")
 
     async def _supervise(self) -> None:
@@ -118,17 +126,21 @@ class Workers:
             await asyncio.gather(loops, return_exceptions=True)
 
     async def _run_loops(self) -> None:
-        tasks = [
-            asyncio.create_task(_guarded(name, loop), name=name)
-            for name, loop in self.loops.items()
-        ]
-        log.info("background workers started: %s", ", ".join(self.loops) or "none")
-        try:
-            await asyncio.gather(*tasks)
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await _run_loops(self.loops, "as the lock holder")
+
+
+async def _run_loops(loops: dict[str, Loop], role: str) -> None:
+    tasks = [
+        asyncio.create_task(_guarded(name, loop), name=name)
+        for name, loop in loops.items()
+    ]
+    log.info("background workers started %s: %s", role, ", ".join(loops) or "none")
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def _connection_alive(connection: AsyncConnection) -> bool:

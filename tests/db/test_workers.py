@@ -107,3 +107,34 @@ def test_leader_stops_when_lock_connection_dies(database_url: str) -> None:
     assert killed == 1
     assert not first_running
     assert second_running
+
+
+def test_every_process_loops_run_beside_the_leader(
+    database_url: str, tmp_path: Path
+) -> None:
+    leads = [Marker(), Marker()]
+    locals_ = [Marker(), Marker()]
+
+    async def run() -> tuple[list[bool], list[bool]]:
+        engine = create_engine(sqlalchemy_url(database_url))
+        processes = [Workers(engine, tmp_path / "workers.lock") for _ in range(2)]
+        for process, lead, local in zip(processes, leads, locals_, strict=True):
+            process.add("lead", lead.loop)
+            process.add("local", local.loop, every_process=True)
+        try:
+            for process in processes:
+                process.start()
+            await wait_for(lambda: all(local.running for local in locals_))
+            await wait_for(lambda: any(lead.running for lead in leads))
+            await asyncio.sleep(0.5)
+            return [lead.running for lead in leads], [m.running for m in locals_]
+        finally:
+            for process in processes:
+                await process.stop()
+            await engine.dispose()
+
+    leads_running, locals_running = asyncio.run(run())
+    assert sorted(leads_running) == [False, True]
+    assert locals_running == [True, True]
+    # Stopping a process stops its own loops too.
+    assert not any(marker.running for marker in leads + locals_)

@@ -49,6 +49,11 @@ class Node(Base):
     ram_percent: Mapped[float | None] = mapped_column(Float)
     disk_percent: Mapped[float | None] = mapped_column(Float)
     temperature: Mapped[float | None] = mapped_column(Float)
+    # Raised by every report that moves the node's current state, so that a
+    # reader can tell whether what it built from that state is still current.
+    state_version: Mapped[int] = mapped_column(
+        Integer, default=0, server_default=text("0")
+    )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 

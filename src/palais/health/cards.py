@@ -10,14 +10,36 @@ number, a fixed word or one of the statuses below.
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 from markupsafe import Markup, escape
 from sqlalchemy import Row
 
+from palais.web.templating import time_ago
+
 GAUGE_CIRCUMFERENCE = 150.8  # 2 * pi * 24, the gauge circle's radius
 SERVICE_STATUSES = frozenset({"healthy", "unhealthy", "unknown"})
 MAX_ERROR_CHARS = 120
+
+
+def articles(node_cards: list[dict[str, Any]], now: datetime) -> Markup:
+    """Return the ``<article>`` of each node card, in the order given."""
+    return Markup("\n".join(_article(card, now) for card in node_cards))
+
+
+def _article(card: dict[str, Any], now: datetime) -> str:
+    name, status = escape(card["name"]), card["card_status"]
+    address = escape(card["tailscale_ip"] or "")
+    return (
+        f'<article class="card node-card status-{status}" data-node="{name}"'
+        f' data-status="{status}"><h3><span class="dot {status}"></span>{name}'
+        f' <span class="muted">{address}</span></h3>'
+        f'<div class="gauges">{card["gauges_html"]}</div>'
+        f'<ul class="services">{card["services_html"]}</ul>'
+        f'<p class="muted">Last seen {time_ago(card["last_seen_at"], now)}</p>'
+        "</article>"
+    )
 
 
 def gauge(label: str, value: float | None, maximum: float, unit: str) -> Markup:
@@ -44,14 +66,15 @@ def gauge(label: str, value: float | None, maximum: float, unit: str) -> Markup:
     )
 
 
-def gauges(node: dict[str, Any]) -> Markup:
+def gauges(node: Row[Any]) -> Markup:
+    """Return the gauges of a ``nodes`` row; temperature only where known."""
     parts = [
-        gauge("CPU", node["cpu_percent"], 100, "%"),
-        gauge("RAM", node["ram_percent"], 100, "%"),
-        gauge("Disk", node["disk_percent"], 100, "%"),
+        gauge("CPU", node.cpu_percent, 100, "%"),
+        gauge("RAM", node.ram_percent, 100, "%"),
+        gauge("Disk", node.disk_percent, 100, "%"),
     ]
-    if node["temperature"] is not None:
-        parts.append(gauge("Temp", node["temperature"], 100, "°C"))
+    if node.temperature is not None:
+        parts.append(gauge("Temp", node.temperature, 100, "°C"))
     return Markup("".join(parts))
 
 

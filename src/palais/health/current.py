@@ -8,20 +8,20 @@ each, ORM loading cost more than the queries themselves.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, Row, text
-from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.sql.expression import TextualSelect
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from palais.db.types import UTCDateTime
 from palais.health.nodes import iso, natural_key, node_status
 
 SELECT_NODES = text(
     "SELECT id, name, tailscale_ip, last_seen_at, cpu_percent, ram_percent,"
-    " disk_percent, temperature FROM nodes"
+    " disk_percent, temperature, state_version FROM nodes"
 ).columns(last_seen_at=UTCDateTime())
 
 # Only the services of each node's newest report, as in list_nodes.
@@ -33,14 +33,6 @@ SELECT_SERVICES = text(
     "SELECT s.node_id, s.service_name, s.status, s.response_time_ms,"
     " s.checked_at, s.details" + SERVICES_OF_LAST_REPORT
 ).columns(checked_at=UTCDateTime(), details=JSON())
-# The card's columns: no check time, and details only for a failed check,
-# because a card shows nothing else of them. Decoding each row's JSON and
-# time was a visible part of the page's cost.
-SELECT_CARD_SERVICES = text(
-    "SELECT s.node_id, s.service_name, s.status, s.response_time_ms,"
-    " CASE WHEN s.status <> 'healthy' THEN s.details END AS details"
-    + SERVICES_OF_LAST_REPORT
-).columns(details=JSON())
 
 
 @dataclass
@@ -53,24 +45,30 @@ class NodeRow:
     degraded: bool
 
 
-async def read_node_rows(
-    session: AsyncSession,
-    *,
-    now: datetime,
-    offline_after: float,
-    services_statement: TextualSelect = SELECT_SERVICES,
-) -> list[NodeRow]:
-    """Read every node with the service rows that ``services_statement`` selects."""
-    connection = await session.connection()
+async def read_node_list(connection: AsyncConnection) -> list[Row[Any]]:
+    """Return every node's columns, in natural order of their names."""
     nodes = (await connection.execute(SELECT_NODES)).all()
-    states = (await connection.execute(services_statement)).all()
+    nodes.sort(key=lambda node: natural_key(node.name))
+    return nodes
 
+
+def group_services(states: Iterable[Row[Any]]) -> dict[int, list[Row[Any]]]:
+    """Group service rows by node id, each list in natural order of names."""
     services: dict[int, list[Row[Any]]] = defaultdict(list)
     for state in states:
         services[state.node_id].append(state)
     for node_services in services.values():
         node_services.sort(key=lambda state: natural_key(state.service_name))
-    nodes.sort(key=lambda node: natural_key(node.name))
+    return services
+
+
+async def read_node_rows(
+    session: AsyncSession, *, now: datetime, offline_after: float
+) -> list[NodeRow]:
+    """Read every node with the services of its newest report."""
+    connection = await session.connection()
+    nodes = await read_node_list(connection)
+    services = group_services((await connection.execute(SELECT_SERVICES)).all())
 
     rows = []
     for node in nodes:

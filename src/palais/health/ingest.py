@@ -66,7 +66,7 @@ UPSERT_PEERS = text(
 UPDATE_NODE = text(
     "UPDATE nodes SET status = 'online', last_seen_at = :at, "
     "cpu_percent = :cpu, ram_percent = :ram, disk_percent = :disk, "
-    "temperature = :temperature "
+    "temperature = :temperature, state_version = state_version + 1 "
     "WHERE id = :node_id AND (last_seen_at IS NULL OR last_seen_at <= :at)"
 ).bindparams(bindparam("at", type_=TIME))
 

@@ -11,12 +11,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from palais.config import Settings
-from palais.health import cards
+from palais.health import cards, panels
 from palais.health.backup import list_backups
-from palais.health.current import SELECT_CARD_SERVICES, NodeRow, read_node_rows
+from palais.health.card_cache import Card, CardCache
+from palais.health.current import read_node_list
+from palais.health.nodes import node_status
 from palais.health.vpn import read_vpn
 from palais.insights.service import list_insights
 
@@ -94,9 +97,7 @@ def _merge_state(
     return max(palais, vpn, key=lambda state: order.index(state[0]))
 
 
-def build_map(
-    nodes: list[dict[str, Any]], vpn: dict[str, Any], now: datetime
-) -> VpnMap:
+def build_map(nodes: list[dict[str, Any]], vpn: dict[str, Any]) -> VpnMap:
     """Place Palais and Headscale nodes on a circle and draw the measured links."""
     by_vpn_match = {
         vpn_node["palais_node"]: vpn_node
@@ -162,94 +163,96 @@ def _layout(nodes: list[MapNode]) -> VpnMap:
     return graph
 
 
-async def _read_rows(
-    session: AsyncSession, settings: Settings, now: datetime
-) -> list[NodeRow]:
-    return await read_node_rows(
-        session,
-        now=now,
-        offline_after=settings.offline_after_seconds,
-        services_statement=SELECT_CARD_SERVICES,
-    )
+@dataclass
+class Dashboard:
+    """What the page's readers share: the settings and the card cache."""
+
+    settings: Settings
+    cards: CardCache = field(default_factory=CardCache)
 
 
 async def read_cards(
-    session: AsyncSession, settings: Settings, now: datetime
+    session: AsyncSession, dashboard: Dashboard, now: datetime
 ) -> dict[str, Any]:
     """Read the node cards: current metrics and services, with their markup."""
-    rows = await _read_rows(session, settings, now)
-    return {"nodes": [_card(row) for row in rows], "now": now}
+    node_cards = await _node_cards(session, dashboard, now)
+    return {"nodes": node_cards, "cards_html": cards.articles(node_cards, now)}
 
 
 async def read_map(
-    session: AsyncSession, settings: Settings, now: datetime
+    session: AsyncSession, dashboard: Dashboard, now: datetime
 ) -> dict[str, Any]:
     """Read the VPN map: Palais nodes merged with the stored Headscale topology."""
-    rows = await _read_rows(session, settings, now)
-    nodes = [_node_state(row) for row in rows]
-    vpn = await read_vpn(session, settings, now)
-    return {"vpn": vpn, "map": build_map(nodes, vpn, now), "now": now}
+    nodes = await _node_cards(session, dashboard, now)
+    vpn = await read_vpn(session, dashboard.settings, now)
+    return {"vpn": vpn, "map_svg": panels.map_svg(build_map(nodes, vpn)), "now": now}
 
 
 async def read_backups(
-    session: AsyncSession, settings: Settings, now: datetime
+    session: AsyncSession, dashboard: Dashboard, now: datetime
 ) -> dict[str, Any]:
     backups = await list_backups(
-        session, now=now, stale_hours=settings.backup_stale_hours
+        session, now=now, stale_hours=dashboard.settings.backup_stale_hours
     )
     for backup in backups:
         backup["size_human"] = human_size(backup["size_bytes"])
         backup["alert"] = _backup_alert(backup)
-    return {"backups": backups, "now": now}
+    return {
+        "backups": backups,
+        "backup_rows": panels.backup_rows(backups, now),
+        "now": now,
+    }
 
 
 async def read_open_insights(
-    session: AsyncSession, _settings: Settings, now: datetime
+    session: AsyncSession, _dashboard: Dashboard, now: datetime
 ) -> dict[str, Any]:
     insights = await list_insights(session, open_only=True, limit=50)
     return {"insights": insights, "now": now}
 
 
 async def read_overview(
-    session: AsyncSession, settings: Settings, now: datetime
+    session: AsyncSession, dashboard: Dashboard, now: datetime
 ) -> dict[str, Any]:
     """Read everything the full page shows except its history, loaded apart."""
-    node_cards = await read_cards(session, settings, now)
-    vpn = await read_vpn(session, settings, now)
+    node_cards = await _node_cards(session, dashboard, now)
+    vpn = await read_vpn(session, dashboard.settings, now)
     return {
-        **node_cards,
+        "nodes": node_cards,
+        "cards_html": cards.articles(node_cards, now),
         "vpn": vpn,
-        "map": build_map(node_cards["nodes"], vpn, now),
-        **await read_backups(session, settings, now),
-        **await read_open_insights(session, settings, now),
+        "map_svg": panels.map_svg(build_map(node_cards, vpn)),
+        **await read_backups(session, dashboard, now),
+        **await read_open_insights(session, dashboard, now),
     }
 
 
-def _node_state(row: NodeRow) -> dict[str, Any]:
-    """Return what the map needs of a node; the time stays a datetime."""
+async def _node_cards(
+    session: AsyncSession, dashboard: Dashboard, now: datetime
+) -> list[dict[str, Any]]:
+    connection = await session.connection()
+    nodes = await read_node_list(connection)
+    built = await dashboard.cards.read(connection, nodes)
+    offline_after = dashboard.settings.offline_after_seconds
+    return [
+        _card(node, built[node.id], node_status(node.last_seen_at, now, offline_after))
+        for node in nodes
+    ]
+
+
+def _card(node: Row[Any], card: Card, status: str) -> dict[str, Any]:
+    """Return what a node card and the map need of a node."""
+    degraded = status == "online" and card.unhealthy
     return {
-        "name": row.node.name,
-        "status": row.status,
-        "degraded": row.degraded,
-        "last_seen_at": row.node.last_seen_at,
-    }
-
-
-def _card(row: NodeRow) -> dict[str, Any]:
-    """Return what a node card needs, its markup included."""
-    node = row.node
-    card = {
-        **_node_state(row),
+        "name": node.name,
+        "status": status,
+        "degraded": degraded,
+        "last_seen_at": node.last_seen_at,
         "tailscale_ip": node.tailscale_ip,
-        "card_status": "degraded" if row.degraded else row.status,
-        "cpu_percent": node.cpu_percent,
-        "ram_percent": node.ram_percent,
-        "disk_percent": node.disk_percent,
-        "temperature": node.temperature,
+        "card_status": "degraded" if degraded else status,
+        "gauges_html": card.gauges,
+        "services_html": card.services,
     }
-    card["gauges_html"] = cards.gauges(card)
-    card["services_html"] = cards.services(row.services)
-    return card
 
 
 def _backup_alert(backup: dict[str, Any]) -> str | None:

@@ -15,12 +15,12 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from palais.config import Settings
 from palais.db.models import Node
 from palais.db.types import utcnow
 from palais.errors import ApiError
 from palais.health.history import node_timelines, service_timelines
 from palais.health.overview import (
+    Dashboard,
     read_backups,
     read_cards,
     read_map,
@@ -31,7 +31,7 @@ from palais.validation import RowId
 from palais.web.session import require_login
 from palais.web.templating import render
 
-Reader = Callable[[AsyncSession, Settings, datetime], Awaitable[dict[str, Any]]]
+Reader = Callable[[AsyncSession, Dashboard, datetime], Awaitable[dict[str, Any]]]
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(require_login)])
 
@@ -48,7 +48,7 @@ FRAGMENTS: dict[str, tuple[str, Reader]] = {
 async def _read(request: Request, reader: Reader) -> dict[str, Any]:
     state = request.app.state
     async with state.sessions() as session:
-        return await reader(session, state.settings, utcnow())
+        return await reader(session, state.dashboard, utcnow())
 
 
 @router.get("/health", response_class=HTMLResponse)
