@@ -37,8 +37,8 @@ SERVICES = (
 REQUEST_TIMEOUT_SECONDS = 30.0
 
 
-def build_report(sequence: int, node_count: int) -> bytes:
-    """Build one report from node ``sequence % node_count`` with 10 services."""
+def build_report(sequence: int, args: argparse.Namespace) -> bytes:
+    """Build one report from node ``sequence % args.nodes``."""
     services = [
         {
             "name": name,
@@ -47,10 +47,10 @@ def build_report(sequence: int, node_count: int) -> bytes:
             "response_time_ms": (sequence + index) % 250 + index / 10,
             "details": {"target": f"tcp://10.0.0.{index}:{8000 + index}"},
         }
-        for index, name in enumerate(SERVICES)
+        for index, name in enumerate(args.service_names.split(","))
     ]
     report = {
-        "node": f"bench-node-{sequence % node_count:04d}",
+        "node": args.node_format.format(sequence % args.nodes),
         "cpu_percent": sequence % 100 + 0.5,
         "ram_percent": sequence * 7 % 100 + 0.25,
         "disk_percent": float(sequence * 3 % 100),
@@ -77,7 +77,9 @@ class Connection:
 
     async def post(self, body: bytes) -> int:
         """Send ``body`` and return the status code, reconnecting if needed."""
-        if self.writer is None or self.writer.is_closing():
+        # uvicorn closes a keep-alive connection idle for 5 s; at a low rate
+        # most connections of the pool are, so open a new one instead.
+        if self.writer is None or self.writer.is_closing() or self.reader.at_eof():
             self.reader, self.writer = await asyncio.open_connection(
                 self.host, self.port
             )
@@ -141,7 +143,7 @@ async def run_fixed_rate(args: argparse.Namespace) -> dict:
         delay = intended - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        body = build_report(sequence, args.nodes)
+        body = build_report(sequence, args)
         tasks.append(asyncio.create_task(send_one(pool, body, intended, run)))
     # Every request gets its response before the counts are printed, so the
     # driver can compare them with the rows in the database exactly.
@@ -178,6 +180,16 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=300, help="reports per second")
     parser.add_argument("--duration", type=float, default=60, help="seconds")
     parser.add_argument("--nodes", type=int, default=1000, help="distinct node names")
+    parser.add_argument(
+        "--node-format",
+        default="bench-node-{:04d}",
+        help="node name, formatted with the node number",
+    )
+    parser.add_argument(
+        "--service-names",
+        default=",".join(SERVICES),
+        help="comma-separated service names of every report",
+    )
     parser.add_argument(
         "--connections", type=int, default=64, help="keep-alive connections"
     )

@@ -19,6 +19,13 @@ server time.
 The first case has an empty history, the second one day of checks every 30 s
 for every service (about 5.8 million rows of health_checks, loaded with
 generate_series).
+
+While the client times, bench/fixed_rate_client.py posts reports as the
+fleet would: each of the 100 nodes once every 30 s with its 20 services, so
+the server ingests and its node cards go out of date at the real rate. The
+path "/health, all cards out of date" is /health requested right after every
+node's state_version was raised, which is what the first request after a
+start pays.
 """
 
 from __future__ import annotations
@@ -28,9 +35,12 @@ import asyncio
 import os
 import re
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import asyncpg
@@ -42,8 +52,11 @@ SERVICES = 20
 DAY_OF_CHECKS = 2880  # one day, every 30 s
 TOKEN = "bench-token-0123456789"
 PASSWORD = "bench-password-0123456789"
-PATHS = ("/health", "/health/fragments/history", "/api/v1/health/nodes")
+REPORT_INTERVAL_SECONDS = 30.0
+COLD_PAGE = "/health, all cards out of date"
+PATHS = ("/health", COLD_PAGE, "/health/fragments/history", "/api/v1/health/nodes")
 WARMUP_REQUESTS = 5
+BENCH_DIR = Path(__file__).resolve().parent
 
 
 def parse_args() -> argparse.Namespace:
@@ -152,22 +165,65 @@ def log_in(client: httpx.Client) -> None:
         raise SystemExit(f"login failed: {response.status_code} {response.text}")
 
 
-def time_paths(client: httpx.Client, requests: int) -> dict[str, dict[str, float]]:
+class Database:
+    """One asyncpg connection, used between timed requests."""
+
+    def __init__(self, url: str) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.connection = self.loop.run_until_complete(asyncpg.connect(url))
+
+    def execute(self, statement: str) -> None:
+        self.loop.run_until_complete(self.connection.execute(statement))
+
+    def fetchval(self, statement: str) -> int:
+        return self.loop.run_until_complete(self.connection.fetchval(statement))
+
+    def close(self) -> None:
+        self.loop.run_until_complete(self.connection.close())
+        self.loop.close()
+
+
+def time_paths(
+    client: httpx.Client, database: Database, requests: int
+) -> dict[str, dict[str, float]]:
     """Request every path in turn, so that a slow moment affects them all."""
     headers = {"Authorization": f"Bearer {TOKEN}"}
     timings: dict[str, list[float]] = {path: [] for path in PATHS}
     sizes: dict[str, int] = {}
     for index in range(WARMUP_REQUESTS + requests):
-        for path in PATHS:
+        for label in PATHS:
+            path = label
+            if label == COLD_PAGE:
+                path = "/health"
+                database.execute("UPDATE nodes SET state_version = state_version + 1")
             started = time.perf_counter()
             response = client.get(path, headers=headers)
             elapsed = (time.perf_counter() - started) * 1000
             if response.status_code != 200:
                 raise SystemExit(f"GET {path}: {response.status_code}")
-            sizes[path] = len(response.content)
+            sizes[label] = len(response.content)
             if index >= WARMUP_REQUESTS:
-                timings[path].append(elapsed)
-    return {path: summary(timings[path], sizes[path]) for path in PATHS}
+                timings[label].append(elapsed)
+    return {label: summary(timings[label], sizes[label]) for label in PATHS}
+
+
+@contextmanager
+def fleet(args: argparse.Namespace) -> Iterator[None]:
+    """Post reports from every node at the fleet's rate until the block ends."""
+    command = [
+        "taskset", "-c", args.client_cpu,
+        sys.executable, str(BENCH_DIR / "fixed_rate_client.py"),
+        "--port", str(args.port), "--token", TOKEN,
+        "--rate", str(NODES / REPORT_INTERVAL_SECONDS), "--duration", "86400",
+        "--nodes", str(NODES), "--node-format", "node-{:03d}", "--connections", "4",
+        "--service-names", ",".join(f"service-{s}" for s in range(1, SERVICES + 1)),
+    ]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    try:
+        yield
+    finally:
+        process.terminate()
+        process.wait()
 
 
 def summary(timings: list[float], size: int) -> dict[str, float]:
@@ -192,9 +248,31 @@ def run_case(
             return {}
         asyncio.run(wait_for_rollup(url))
         base = f"http://127.0.0.1:{args.port}"
-        with httpx.Client(base_url=base, timeout=30) as client:
-            log_in(client)
-            return time_paths(client, requests)
+        database = Database(url)
+        try:
+            with httpx.Client(base_url=base, timeout=30) as client:
+                log_in(client)
+                return timed_with_fleet(
+                    args, database, lambda: time_paths(client, database, requests)
+                )
+        finally:
+            database.close()
+
+
+def timed_with_fleet(
+    args: argparse.Namespace,
+    database: Database,
+    timing: Callable[[], dict[str, dict[str, float]]],
+) -> dict[str, dict[str, float]]:
+    """Run ``timing`` while the fleet reports; print how many reports it sent."""
+    count = "SELECT count(*) FROM webhook_events"
+    before, started = database.fetchval(count), time.perf_counter()
+    with fleet(args):
+        results = timing()
+    stored = database.fetchval(count) - before
+    rate = stored / (time.perf_counter() - started)
+    print(f"the fleet posted {stored} reports while timing ({rate:.2f}/s)")
+    return results
 
 
 def server_env(url: str, work_dir: Path) -> dict[str, str]:
@@ -223,10 +301,10 @@ def steal_percent(before: list[int], after: list[int]) -> float:
 def print_table(label: str, results: dict[str, dict[str, float]], steal: float) -> None:
     load = os.getloadavg()[0]
     print(f"\n{label} (load average {load:.1f}, CPU steal {steal:.1f} %)")
-    print(f"{'path':30} {'KiB':>6} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}")
+    print(f"{'path':34} {'KiB':>6} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}")
     for path, figures in results.items():
         print(
-            f"{path:30} {figures['kib']:6.0f} {figures['p50']:8.1f} "
+            f"{path:34} {figures['kib']:6.0f} {figures['p50']:8.1f} "
             f"{figures['p95']:8.1f} {figures['max']:8.1f}"
         )
 
@@ -251,7 +329,7 @@ def main() -> None:
         print_table("one day of checks every 30 s", full, steal)
     print("\nratio one day / empty (p95):")
     for path in PATHS:
-        print(f"  {path:30} {full[path]['p95'] / empty[path]['p95']:.2f}")
+        print(f"  {path:34} {full[path]['p95'] / empty[path]['p95']:.2f}")
 
 
 if __name__ == "__main__":
