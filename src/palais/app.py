@@ -20,6 +20,7 @@ from palais.db.seed import seed_nodes
 from palais.errors import install_error_handlers
 from palais.health import api as health_api
 from palais.health.ingest import NodeIds
+from palais.health.node_cache import NodeCache, node_refresh_loop
 from palais.health.retention import retention_loop
 from palais.health.self_agent import self_agent_loop
 from palais.web.body_limit import BodyLimitMiddleware
@@ -51,6 +52,10 @@ def _register_workers(app: FastAPI, settings: Settings) -> Workers:
     )
     if settings.self_agent:
         workers.add("self-agent", lambda: self_agent_loop(settings, sessions))
+    cache = app.state.node_cache
+    workers.add(
+        "node-cache", lambda: node_refresh_loop(cache, sessions), every_process=True
+    )
     add_dashboard_workers(workers, app, settings)
     add_creative_workers(workers, app, settings)
     return workers
@@ -111,6 +116,7 @@ def create_app(
     app.state.freeze_gc = freeze_gc
     app.state.api_token = settings.secret("api_token")
     app.state.session_secret = settings.secret("session_secret")
+    app.state.node_cache = NodeCache()
 
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)

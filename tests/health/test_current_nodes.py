@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from fastapi.testclient import TestClient
 
-from palais.health.current import read_nodes
+from palais.health.node_cache import NodeCache, read_nodes
 from palais.health.nodes import list_nodes
 from tests.conftest import AUTH, run_in_app
 
@@ -42,7 +42,7 @@ def test_read_nodes_matches_list_nodes(client: TestClient) -> None:
 
     async def both(session) -> tuple[list, list]:  # noqa: ANN001
         expected = await list_nodes(session, now=now, offline_after=180)
-        actual = await read_nodes(session, now=now, offline_after=180)
+        actual = await read_nodes(session, NodeCache(), now=now, offline_after=180)
         return expected, actual
 
     expected, actual = run_in_app(client, both)

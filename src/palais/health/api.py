@@ -16,8 +16,8 @@ from palais.health.backup import (
     parse_backup,
     store_backup,
 )
-from palais.health.current import read_nodes as read_current_nodes
 from palais.health.ingest import ingest_report
+from palais.health.node_cache import read_nodes as read_current_nodes
 from palais.health.report import parse_report
 from palais.health.vpn import read_vpn
 from palais.validation import load_json_object
@@ -53,6 +53,7 @@ async def read_nodes(request: Request) -> JSONResponse:
     async with state.sessions() as session:
         nodes = await read_current_nodes(
             session,
+            state.node_cache,
             now=utcnow(),
             offline_after=state.settings.offline_after_seconds,
         )

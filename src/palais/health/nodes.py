@@ -55,7 +55,7 @@ def node_status(
     return "online"
 
 
-# The ORM reading of the node list. The API serves health.current.read_nodes,
+# The ORM reading of the node list. The API serves node_cache.read_nodes,
 # which selects plain columns for speed, and a test checks the two agree.
 async def list_nodes(
     session: AsyncSession, *, now: datetime, offline_after: float

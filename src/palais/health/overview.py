@@ -17,8 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from palais.config import Settings
 from palais.health import cards, panels
 from palais.health.backup import list_backups
-from palais.health.card_cache import Card, CardCache
-from palais.health.current import read_node_list
+from palais.health.node_cache import CachedNode, NodeCache, read_node_list
 from palais.health.nodes import node_status
 from palais.health.vpn import read_vpn
 from palais.insights.service import list_insights
@@ -165,10 +164,10 @@ def _layout(nodes: list[MapNode]) -> VpnMap:
 
 @dataclass
 class Dashboard:
-    """What the page's readers share: the settings and the card cache."""
+    """What the page's readers share: the settings and the node cache."""
 
     settings: Settings
-    cards: CardCache = field(default_factory=CardCache)
+    nodes: NodeCache
 
 
 async def read_cards(
@@ -232,17 +231,17 @@ async def _node_cards(
 ) -> list[dict[str, Any]]:
     connection = await session.connection()
     nodes = await read_node_list(connection)
-    built = await dashboard.cards.read(connection, nodes)
+    cached = await dashboard.nodes.read(connection, nodes)
     offline_after = dashboard.settings.offline_after_seconds
     return [
-        _card(node, built[node.id], node_status(node.last_seen_at, now, offline_after))
+        _card(node, cached[node.id], node_status(node.last_seen_at, now, offline_after))
         for node in nodes
     ]
 
 
-def _card(node: Row[Any], card: Card, status: str) -> dict[str, Any]:
+def _card(node: Row[Any], cached: CachedNode, status: str) -> dict[str, Any]:
     """Return what a node card and the map need of a node."""
-    degraded = status == "online" and card.unhealthy
+    degraded = status == "online" and cached.unhealthy
     return {
         "name": node.name,
         "status": status,
@@ -250,8 +249,8 @@ def _card(node: Row[Any], card: Card, status: str) -> dict[str, Any]:
         "last_seen_at": node.last_seen_at,
         "tailscale_ip": node.tailscale_ip,
         "card_status": "degraded" if degraded else status,
-        "gauges_html": card.gauges,
-        "services_html": card.services,
+        "gauges_html": cached.gauges_html,
+        "services_html": cached.services_html,
     }
 
 

@@ -10,7 +10,6 @@ from fastapi.staticfiles import StaticFiles
 
 from palais.config import Settings
 from palais.health import pages as health_pages
-from palais.health.card_cache import card_refresh_loop
 from palais.health.overview import Dashboard
 from palais.health.rollup import rollup_loop
 from palais.health.vpn import headscale_configured, vpn_poll_loop
@@ -26,7 +25,7 @@ log = logging.getLogger(__name__)
 
 def install_dashboard(app: FastAPI) -> None:
     """Add the login, the health pages and their JSON routes, and /static."""
-    app.state.dashboard = Dashboard(app.state.settings)
+    app.state.dashboard = Dashboard(app.state.settings, app.state.node_cache)
     app.include_router(login.router)
     app.include_router(health_pages.router)
     app.include_router(insights_api.router)
@@ -49,12 +48,6 @@ async def prepare_dashboard(app: FastAPI) -> None:
 def add_dashboard_workers(workers: Workers, app: FastAPI, settings: Settings) -> None:
     """Register the background loops of the health dashboard."""
     sessions = app.state.sessions
-    cache = app.state.dashboard.cards
-    workers.add(
-        "card-refresh",
-        lambda: card_refresh_loop(cache, sessions),
-        every_process=True,
-    )
     workers.add("insights", lambda: insights_loop(settings, sessions))
     workers.add("history-rollup", lambda: rollup_loop(sessions))
     if headscale_configured(settings):

@@ -1,4 +1,4 @@
-"""Node cards are kept between requests and rebuilt when their node reports."""
+"""Node cards and API views are kept until their node reports again."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from fastapi.testclient import TestClient
 
-from palais.health.current import read_node_list
+from palais.health.node_cache import read_node_list
 from tests.conftest import AUTH
 from tests.web.conftest import log_in
 
@@ -39,12 +39,17 @@ def card_of(client: TestClient, node: str) -> str:
     return match.group(0)
 
 
+def api_services(client: TestClient, node: str) -> list[dict]:
+    nodes = client.get("/api/v1/health/nodes", headers=AUTH).json()["nodes"]
+    return next(entry["services"] for entry in nodes if entry["name"] == node)
+
+
 def read_cache(client: TestClient) -> dict:
     async def read() -> dict:
         async with client.app.state.sessions() as session:
             connection = await session.connection()
             nodes = await read_node_list(connection)
-            return await client.app.state.dashboard.cards.read(connection, nodes)
+            return await client.app.state.node_cache.read(connection, nodes)
 
     return client.portal.call(read)
 
@@ -58,11 +63,18 @@ def test_card_follows_each_report_even_at_the_same_time(
     assert 'data-status="online"' in card
     assert "12 ms" in card
 
+    assert api_services(logged_in, "rpi5")[0]["status"] == "healthy"
+
     # A second delivery with the same timestamp still replaces the state.
     report(logged_in, "rpi5", at, status="unhealthy", details={"error": "refused"})
     card = card_of(logged_in, "rpi5")
     assert 'data-status="degraded"' in card
     assert 'title="refused"' in card
+    [service] = api_services(logged_in, "rpi5")
+    assert (service["status"], service["details"]) == (
+        "unhealthy",
+        {"error": "refused"},
+    )
 
     # A late report changes neither the state nor the card.
     report(logged_in, "rpi5", at - timedelta(minutes=1), status="healthy")
@@ -86,7 +98,7 @@ def test_only_the_reporting_node_is_rebuilt(logged_in: TestClient) -> None:
 
 def test_refresh_builds_cards_before_a_page_asks(logged_in: TestClient) -> None:
     report(logged_in, "rpi5", datetime.now(UTC), status="healthy")
-    cache = logged_in.app.state.dashboard.cards
+    cache = logged_in.app.state.node_cache
     refreshed = logged_in.portal.call(cache.refresh, logged_in.app.state.sessions)
 
     assert refreshed
