@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from markupsafe import Markup, escape
-from sqlalchemy import Row
 
 from palais.web.templating import time_ago
+
+if TYPE_CHECKING:
+    from palais.health.node_cache import NodeRow, ServiceRow
 
 GAUGE_CIRCUMFERENCE = 150.8  # 2 * pi * 24, the gauge circle's radius
 SERVICE_STATUSES = frozenset({"healthy", "unhealthy", "unknown"})
@@ -66,8 +68,8 @@ def gauge(label: str, value: float | None, maximum: float, unit: str) -> Markup:
     )
 
 
-def gauges(node: Row[Any]) -> Markup:
-    """Return the gauges of a ``nodes`` row; temperature only where known."""
+def gauges(node: NodeRow) -> Markup:
+    """Return the gauges of a node; temperature only where known."""
     parts = [
         gauge("CPU", node.cpu_percent, 100, "%"),
         gauge("RAM", node.ram_percent, 100, "%"),
@@ -78,7 +80,7 @@ def gauges(node: Row[Any]) -> Markup:
     return Markup("".join(parts))
 
 
-def services(states: list[Row[Any]]) -> Markup:
+def services(states: list[ServiceRow]) -> Markup:
     """Return the ``<li>`` rows of a card: status dot, name, time or error.
 
     ``states`` are rows of ``service_states``.
@@ -88,7 +90,7 @@ def services(states: list[Row[Any]]) -> Markup:
     return Markup("".join(_service(state) for state in states))
 
 
-def _service(state: Row[Any]) -> str:
+def _service(state: ServiceRow) -> str:
     name = escape(state.service_name)
     status = state.status
     if status not in SERVICE_STATUSES:

@@ -19,12 +19,12 @@ import asyncio
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from functools import cached_property
+from typing import Any, NamedTuple
 
 from markupsafe import Markup
-from sqlalchemy import JSON, Row, bindparam, text
+from sqlalchemy import JSON, bindparam, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from palais.db.types import UTCDateTime
@@ -54,30 +54,75 @@ SELECT_SERVICES_OF = (
 )
 
 
-@dataclass(frozen=True)
-class CachedNode:
-    """The parts of a node's page and API views that change only when it reports.
+class NodeRow(NamedTuple):
+    """A row of :data:`SELECT_NODES`."""
 
-    ``services`` are the API's service objects. Requests share them, so
-    callers must not modify them.
+    id: int
+    name: str
+    tailscale_ip: str | None
+    last_seen_at: datetime | None
+    cpu_percent: float | None
+    ram_percent: float | None
+    disk_percent: float | None
+    temperature: float | None
+    state_version: int
+
+
+class ServiceRow(NamedTuple):
+    """A row of :data:`SELECT_SERVICES_OF`."""
+
+    node_id: int
+    service_name: str
+    status: str
+    response_time_ms: float | None
+    checked_at: datetime
+    details: Any
+
+
+# Rows are copied into named tuples once: reading a field of SQLAlchemy's Row
+# by name took about 1 µs, ten times a named tuple, and the views read
+# 10,000 fields for 100 nodes with 20 services.
+class CachedNode:
+    """A node's service rows, and the views built from them when first used.
+
+    The page and the API each build only their own view, so that the first
+    request after many reports does not pay for both.
     """
 
-    version: tuple[int, datetime | None]
-    services: list[dict[str, Any]]
-    unhealthy: bool
-    gauges_html: Markup
-    services_html: Markup
+    def __init__(self, node: NodeRow, states: list[ServiceRow]) -> None:
+        self.node = node
+        self.version = _version(node)
+        self.states = states
+        self.unhealthy = any(state.status == "unhealthy" for state in states)
+
+    def build_views(self) -> None:
+        """Build both views now, so that no request waits for them."""
+        _ = self.services, self.gauges_html, self.services_html
+
+    @cached_property
+    def services(self) -> list[dict[str, Any]]:
+        """The API's service objects. Requests share them, so callers must not
+        modify them."""
+        return [_api_service(state) for state in self.states]
+
+    @cached_property
+    def gauges_html(self) -> Markup:
+        return cards.gauges(self.node)
+
+    @cached_property
+    def services_html(self) -> Markup:
+        return cards.services(self.states)
 
 
-def _version(node: Row[Any]) -> tuple[int, datetime | None]:
+def _version(node: NodeRow) -> tuple[int, datetime | None]:
     # The report time joins the counter so that a database restored from a
     # backup, whose counters may repeat, cannot match a node built before.
     return node.state_version, node.last_seen_at
 
 
-async def read_node_list(connection: AsyncConnection) -> list[Row[Any]]:
+async def read_node_list(connection: AsyncConnection) -> list[NodeRow]:
     """Return every node's columns, in natural order of their names."""
-    nodes = (await connection.execute(SELECT_NODES)).all()
+    nodes = [NodeRow._make(row) for row in await connection.execute(SELECT_NODES)]
     nodes.sort(key=lambda node: natural_key(node.name))
     return nodes
 
@@ -89,7 +134,7 @@ class NodeCache:
         self._nodes: dict[int, CachedNode] = {}
 
     async def read(
-        self, connection: AsyncConnection, nodes: Sequence[Row[Any]]
+        self, connection: AsyncConnection, nodes: Sequence[NodeRow]
     ) -> dict[int, CachedNode]:
         """Return each of ``nodes`` from the cache, rebuilding the outdated ones.
 
@@ -111,38 +156,37 @@ class NodeCache:
         return current
 
     async def refresh(self, sessions: async_sessionmaker) -> dict[int, CachedNode]:
-        """Bring every node up to date and return them all."""
+        """Bring every node and both its views up to date; return them all."""
         async with sessions() as session:
             connection = await session.connection()
-            return await self.read(connection, await read_node_list(connection))
+            nodes = await self.read(connection, await read_node_list(connection))
+        for cached in nodes.values():
+            cached.build_views()
+        return nodes
 
 
 async def _build(
-    connection: AsyncConnection, nodes: Sequence[Row[Any]]
+    connection: AsyncConnection, nodes: Sequence[NodeRow]
 ) -> dict[int, CachedNode]:
     result = await connection.execute(
         SELECT_SERVICES_OF, {"node_ids": [node.id for node in nodes]}
     )
-    services: dict[int, list[Row[Any]]] = defaultdict(list)
-    for state in result:
+    services: dict[int, list[ServiceRow]] = defaultdict(list)
+    for row in result.all():
+        state = ServiceRow._make(row)
         services[state.node_id].append(state)
+
     built = {}
     for node in nodes:
         states = sorted(
             services.get(node.id, ()),
             key=lambda state: natural_key(state.service_name),
         )
-        built[node.id] = CachedNode(
-            version=_version(node),
-            services=[_api_service(state) for state in states],
-            unhealthy=any(state.status == "unhealthy" for state in states),
-            gauges_html=cards.gauges(node),
-            services_html=cards.services(states),
-        )
+        built[node.id] = CachedNode(node, states)
     return built
 
 
-def _api_service(state: Row[Any]) -> dict[str, Any]:
+def _api_service(state: ServiceRow) -> dict[str, Any]:
     return {
         "name": state.service_name,
         "status": state.status,
@@ -167,7 +211,7 @@ async def read_nodes(
     ]
 
 
-def _api_node(node: Row[Any], cached: CachedNode, status: str) -> dict[str, Any]:
+def _api_node(node: NodeRow, cached: CachedNode, status: str) -> dict[str, Any]:
     return {
         "name": node.name,
         "tailscale_ip": node.tailscale_ip,

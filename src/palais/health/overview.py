@@ -11,13 +11,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from palais.config import Settings
 from palais.health import cards, panels
 from palais.health.backup import list_backups
-from palais.health.node_cache import CachedNode, NodeCache, read_node_list
+from palais.health.node_cache import CachedNode, NodeCache, NodeRow, read_node_list
 from palais.health.nodes import node_status
 from palais.health.vpn import read_vpn
 from palais.insights.service import list_insights
@@ -239,7 +238,7 @@ async def _node_cards(
     ]
 
 
-def _card(node: Row[Any], cached: CachedNode, status: str) -> dict[str, Any]:
+def _card(node: NodeRow, cached: CachedNode, status: str) -> dict[str, Any]:
     """Return what a node card and the map need of a node."""
     degraded = status == "online" and cached.unhealthy
     return {
