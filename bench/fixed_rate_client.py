@@ -77,8 +77,8 @@ class Connection:
 
     async def post(self, body: bytes) -> int:
         """Send ``body`` and return the status code, reconnecting if needed."""
-        # uvicorn closes a keep-alive connection idle for 5 s; at a low rate
-        # most connections of the pool are, so open a new one instead.
+        # uvicorn closes a keep-alive connection after 5 s idle. At a low rate
+        # most pooled connections sit idle that long, so open a new one.
         if self.writer is None or self.writer.is_closing() or self.reader.at_eof():
             self.reader, self.writer = await asyncio.open_connection(
                 self.host, self.port

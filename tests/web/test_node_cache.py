@@ -54,9 +54,7 @@ def read_cache(client: TestClient) -> dict:
     return client.portal.call(read)
 
 
-def test_card_follows_each_report_even_at_the_same_time(
-    logged_in: TestClient,
-) -> None:
+def test_card_follows_same_time_report(logged_in: TestClient) -> None:
     at = datetime.now(UTC).replace(microsecond=0)
     report(logged_in, "rpi5", at, status="healthy", response_time_ms=12)
     card = card_of(logged_in, "rpi5")

@@ -5,8 +5,8 @@ cards of /health and the response of ``GET /api/v1/health/nodes`` was most
 of the work of both. A node's metrics and services change only when it
 reports, and ingest raises ``nodes.state_version`` in the transaction that
 writes them, so what was built for one version stays right until the next.
-Reading the node list tells which nodes are out of date, and only their
-services are read again.
+The node list carries each node's version, so only the services of the
+nodes that reported since are read again.
 
 Each server process keeps its own cache. A background loop in every process
 refreshes it every few seconds, so that a page opened after a quiet hour
@@ -79,9 +79,9 @@ class ServiceRow(NamedTuple):
     details: Any
 
 
-# Rows are copied into named tuples once: reading a field of SQLAlchemy's Row
-# by name took about 1 µs, ten times a named tuple, and the views read
-# 10,000 fields for 100 nodes with 20 services.
+# Rows are copied into named tuples once. Reading a field of SQLAlchemy's Row
+# by name took about 1 µs on the benchmark VM, ten times a named tuple, and
+# the views read 10,000 fields for 100 nodes with 20 services.
 class CachedNode:
     """A node's service rows, and the views built from them when first used.
 

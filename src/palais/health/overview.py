@@ -163,7 +163,7 @@ def _layout(nodes: list[MapNode]) -> VpnMap:
 
 @dataclass
 class Dashboard:
-    """What the page's readers share: the settings and the node cache."""
+    """The settings and the node cache, shared by the page's readers."""
 
     settings: Settings
     nodes: NodeCache
