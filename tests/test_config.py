@@ -25,6 +25,11 @@ def test_parse_nodes_rejects_bad_name() -> None:
         parse_nodes("rpi5,bad name")
 
 
+def test_parse_nodes_rejects_duplicate_name() -> None:
+    with pytest.raises(ConfigError, match="node 'rpi5' is listed twice"):
+        parse_nodes("rpi5=100.64.0.2,sese-ai,rpi5=100.64.0.3")
+
+
 @pytest.mark.parametrize("entry", ["alpha=100.64.0.1=x", "alpha=999.1.1.1"])
 def test_parse_nodes_rejects_bad_address(entry: str) -> None:
     with pytest.raises(ConfigError, match="PALAIS_NODES: invalid IP address"):

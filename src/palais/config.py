@@ -57,6 +57,12 @@ def parse_nodes(text: str) -> list[SeedNode]:
                 f"PALAIS_NODES: invalid node name {name!r}; accepted: "
                 f"{NODE_NAME_ACCEPTED}"
             )
+        # A second entry would silently replace the first one's address.
+        if name in nodes:
+            raise ConfigError(
+                f"PALAIS_NODES: node {name!r} is listed twice; accepted: each "
+                "name once"
+            )
         nodes[name] = SeedNode(name=name, tailscale_ip=_address(name, ip))
     return list(nodes.values())
 
