@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from palais.config import sqlalchemy_url
 from palais.db.engine import create_engine, downgrade, upgrade
@@ -61,3 +61,59 @@ def test_upgrade_is_idempotent(database_url: str) -> None:
             await engine.dispose()
 
     assert CORE_TABLES <= asyncio.run(run())
+
+
+# Rows that refer to a node, one per table. On SQLite, a migration that
+# rebuilds the nodes table would delete them through ON DELETE CASCADE.
+NODE_ROWS = {
+    "health_checks": "INSERT INTO health_checks (node_id, service_name, status,"
+    " checked_at) VALUES (1, 'api', 'healthy', '2026-12-04 10:00:00')",
+    "service_states": "INSERT INTO service_states (node_id, service_name, status,"
+    " checked_at) VALUES (1, 'api', 'healthy', '2026-12-04 10:00:00')",
+    "peer_links": "INSERT INTO peer_links (node_id, peer_name, measured_at)"
+    " VALUES (1, 'rpi5', '2026-12-04 10:00:00')",
+    "webhook_events": "INSERT INTO webhook_events (event_id, node_id, received_at)"
+    " VALUES ('rpi5-1', 1, '2026-12-04 10:00:00')",
+    "backup_status": "INSERT INTO backup_status (node_id, source, status,"
+    " created_at, updated_at) VALUES (1, 'restic', 'ok', '2026-12-04 10:00:00',"
+    " '2026-12-04 10:00:00')",
+}
+
+
+def test_node_state_version_keeps_node_rows(database_url: str) -> None:
+    async def count_node_rows(engine) -> dict[str, int]:  # noqa: ANN001
+        async with engine.connect() as connection:
+            return {
+                table: await connection.scalar(text(f"SELECT count(*) FROM {table}"))
+                for table in NODE_ROWS
+            }
+
+    async def run() -> tuple[dict, dict, dict]:
+        engine = create_engine(sqlalchemy_url(database_url))
+        try:
+            await upgrade(engine, "0004")
+            async with engine.begin() as connection:
+                await connection.execute(
+                    text(
+                        "INSERT INTO nodes (id, name, status, created_at)"
+                        " VALUES (1, 'rpi5', 'online', '2026-12-04 10:00:00')"
+                    )
+                )
+                for statement in NODE_ROWS.values():
+                    await connection.execute(text(statement))
+            await upgrade(engine)
+            upgraded = await count_node_rows(engine)
+            async with engine.connect() as connection:
+                version = await connection.scalar(
+                    text("SELECT state_version FROM nodes WHERE id = 1")
+                )
+            await downgrade(engine, "0004")
+            downgraded = await count_node_rows(engine)
+        finally:
+            await engine.dispose()
+        return upgraded, {"state_version": version}, downgraded
+
+    upgraded, node, downgraded = asyncio.run(run())
+    assert upgraded == dict.fromkeys(NODE_ROWS, 1)
+    assert node == {"state_version": 0}
+    assert downgraded == dict.fromkeys(NODE_ROWS, 1)

@@ -16,18 +16,18 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
+# Plain ALTER TABLE on both backends, never a batch operation: on SQLite a
+# batch operation copies and drops the nodes table, and with foreign keys on,
+# dropping it deletes every row that refers to a node (history, services,
+# backups) through their ON DELETE CASCADE keys.
 def upgrade() -> None:
-    with op.batch_alter_table("nodes") as batch:
-        batch.add_column(
-            sa.Column(
-                "state_version",
-                sa.Integer,
-                nullable=False,
-                server_default=sa.text("0"),
-            )
-        )
+    op.add_column(
+        "nodes",
+        sa.Column(
+            "state_version", sa.Integer, nullable=False, server_default=sa.text("0")
+        ),
+    )
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("nodes") as batch:
-        batch.drop_column("state_version")
+    op.drop_column("nodes", "state_version")
