@@ -60,8 +60,7 @@ def parse_nodes(text: str) -> list[SeedNode]:
         # A second entry would silently replace the first one's address.
         if name in nodes:
             raise ConfigError(
-                f"PALAIS_NODES: node {name!r} is listed twice; accepted: each "
-                "name once"
+                f"PALAIS_NODES: node {name!r} is listed twice; accepted: each name once"
             )
         nodes[name] = SeedNode(name=name, tailscale_ip=_address(name, ip))
     return list(nodes.values())

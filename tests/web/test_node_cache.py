@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 
 from palais.health.node_cache import read_node_list
 from tests.conftest import AUTH
@@ -101,3 +102,20 @@ def test_refresh_builds_cards_before_a_page_asks(logged_in: TestClient) -> None:
 
     assert refreshed
     assert all(read_cache(logged_in)[key] is card for key, card in refreshed.items())
+
+
+def test_gauges_follow_hand_edited_metrics(logged_in: TestClient) -> None:
+    report(logged_in, "rpi5", datetime.now(UTC), status="healthy")
+    assert 'aria-label="CPU 10%"' in card_of(logged_in, "rpi5")
+
+    logged_in.portal.call(_set_cpu, logged_in, 77.0)
+    assert 'aria-label="CPU 77%"' in card_of(logged_in, "rpi5")
+
+
+async def _set_cpu(client: TestClient, value: float) -> None:
+    async with client.app.state.sessions() as session:
+        await session.execute(
+            text("UPDATE nodes SET cpu_percent = :value WHERE name = 'rpi5'"),
+            {"value": value},
+        )
+        await session.commit()

@@ -114,10 +114,19 @@ class CachedNode:
         return cards.services(self.states)
 
 
-def _version(node: NodeRow) -> tuple[int, datetime | None]:
+def _version(node: NodeRow) -> tuple[Any, ...]:
     # The report time joins the counter so that a database restored from a
-    # backup, whose counters may repeat, cannot match a node built before.
-    return node.state_version, node.last_seen_at
+    # backup, whose counters may repeat, cannot match a node built before. The
+    # metrics join it so that the gauges follow a value edited by hand, as
+    # the API's figures do.
+    return (
+        node.state_version,
+        node.last_seen_at,
+        node.cpu_percent,
+        node.ram_percent,
+        node.disk_percent,
+        node.temperature,
+    )
 
 
 async def read_node_list(connection: AsyncConnection) -> list[NodeRow]:
