@@ -219,6 +219,23 @@ def test_backup_panel_alerts_when_stale(logged_in: TestClient) -> None:
     assert "backup-alert" not in logged_in.get("/health/fragments/backups").text
 
 
+def test_backup_error_is_one_short_line(logged_in: TestClient) -> None:
+    errors = {"rpi5": "disk full\n" + "x" * 5000, "sese-ai": {"code": 28}}
+    for node, error in errors.items():
+        response = logged_in.post(
+            "/api/v1/health/backup/webhook",
+            json={"node": node, "status": "failed", "details": {"error": error}},
+            headers=AUTH,
+        )
+        assert response.status_code in (200, 201), response.text
+
+    html = logged_in.get("/health/fragments/backups").text
+    assert "Error: disk full " + "x" * 109 + "…</td>" in html
+    assert "Error: {&#34;code&#34;:28}</td>" in html
+    api = logged_in.get("/api/v1/health/backup", headers=AUTH).json()["backups"]
+    assert any(len(str(backup["error"])) > 5000 for backup in api)
+
+
 def test_history_worst_status_wins(logged_in: TestClient) -> None:
     now = datetime.now(UTC)
     minute = last_hour(now).minutes[-3]

@@ -123,11 +123,17 @@ def failure_reason(status: str, details: Any) -> str | None:
         error = f"HTTP {_as_text(details['status_code'])}"
     if error is None:
         return None
-    # One line: newlines and tabs from a stack trace would break the layout.
-    error = " ".join(_as_text(error).split())
-    if len(error) <= MAX_ERROR_CHARS:
-        return error
-    return error[: MAX_ERROR_CHARS - 1] + "…"
+    return short_text(error)
+
+
+def short_text(value: Any) -> str:
+    """Return ``value`` on one line of at most 120 characters, as JSON when it
+    is not a string."""
+    # Newlines and tabs from a stack trace would break the layout.
+    text = " ".join(_as_text(value).split())
+    if len(text) <= MAX_ERROR_CHARS:
+        return text
+    return text[: MAX_ERROR_CHARS - 1] + "…"
 
 
 def _as_text(value: Any) -> str:
