@@ -54,6 +54,9 @@ SELECT_SERVICES_OF = (
 )
 
 
+# Rows are copied into named tuples once. Reading a field of SQLAlchemy's Row
+# by name took about 1 µs on the benchmark VM, ten times a named tuple, and
+# the views read 10,000 fields for 100 nodes with 20 services.
 class NodeRow(NamedTuple):
     """A row of :data:`SELECT_NODES`."""
 
@@ -79,9 +82,6 @@ class ServiceRow(NamedTuple):
     details: Any
 
 
-# Rows are copied into named tuples once. Reading a field of SQLAlchemy's Row
-# by name took about 1 µs on the benchmark VM, ten times a named tuple, and
-# the views read 10,000 fields for 100 nodes with 20 services.
 class CachedNode:
     """A node's service rows, and the views built from them when first used.
 
