@@ -95,6 +95,10 @@ class CachedNode:
         self.states = states
         self.unhealthy = any(state.status == "unhealthy" for state in states)
 
+    def degraded(self, status: str) -> bool:
+        """Return whether the node is online with an unhealthy service."""
+        return status == "online" and self.unhealthy
+
     def build_views(self) -> None:
         """Build both views now, so that no request waits for them."""
         _ = self.services, self.gauges_html, self.services_html
@@ -225,7 +229,7 @@ def _api_node(node: NodeRow, cached: CachedNode, status: str) -> dict[str, Any]:
         "name": node.name,
         "tailscale_ip": node.tailscale_ip,
         "status": status,
-        "degraded": status == "online" and cached.unhealthy,
+        "degraded": cached.degraded(status),
         "cpu_percent": node.cpu_percent,
         "ram_percent": node.ram_percent,
         "disk_percent": node.disk_percent,

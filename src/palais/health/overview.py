@@ -213,13 +213,12 @@ async def read_overview(
     session: AsyncSession, dashboard: Dashboard, now: datetime
 ) -> dict[str, Any]:
     """Read everything the full page shows except its history, loaded apart."""
-    node_cards = await _node_cards(session, dashboard, now)
+    node_cards = await read_cards(session, dashboard, now)
     vpn = await read_vpn(session, dashboard.settings, now)
     return {
-        "nodes": node_cards,
-        "cards_html": cards.articles(node_cards, now),
+        **node_cards,
         "vpn": vpn,
-        "map_svg": panels.map_svg(build_map(node_cards, vpn)),
+        "map_svg": panels.map_svg(build_map(node_cards["nodes"], vpn)),
         **await read_backups(session, dashboard, now),
         **await read_open_insights(session, dashboard, now),
     }
@@ -240,7 +239,7 @@ async def _node_cards(
 
 def _card(node: NodeRow, cached: CachedNode, status: str) -> dict[str, Any]:
     """Return what a node card and the map need of a node."""
-    degraded = status == "online" and cached.unhealthy
+    degraded = cached.degraded(status)
     return {
         "name": node.name,
         "status": status,
